@@ -1,0 +1,387 @@
+"""The KQL syntax tree: scalar expressions, tabular operators and statements.
+
+Every node keeps ``pos`` (an offset into the query text) so that later stages can report
+line and column. Nodes are plain dataclasses; ``printer.py`` turns them back into KQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# ---------------------------------------------------------------- scalar expressions
+
+
+@dataclass
+class Expr:
+    pos: int = field(default=0, kw_only=True, compare=False, repr=False)
+
+
+@dataclass
+class Literal(Expr):
+    """A constant. ``type`` is a Kusto type name; timespans are ticks (int), datetimes are
+    timezone-naive UTC ``datetime``s, dynamics are JSON-compatible Python values."""
+
+    value: Any
+    type: str
+
+
+@dataclass
+class Name(Expr):
+    """A column, ``let`` name or parameter reference."""
+
+    name: str
+
+
+@dataclass
+class Star(Expr):
+    pass
+
+
+@dataclass
+class Call(Expr):
+    name: str
+    args: list[Expr]
+
+
+@dataclass
+class Binary(Expr):
+    op: str
+    left: Expr
+    right: Expr
+
+
+@dataclass
+class Unary(Expr):
+    op: str
+    operand: Expr
+
+
+@dataclass
+class Member(Expr):
+    """``obj.name``: dynamic property access (or a ``$left.col`` / ``$right.col`` reference)."""
+
+    obj: Expr
+    name: str
+
+
+@dataclass
+class Index(Expr):
+    """``obj[index]``: dynamic array element or property."""
+
+    obj: Expr
+    index: Expr
+
+
+@dataclass
+class InExpr(Expr):
+    """``x in (a, b)`` and friends; ``op`` is one of in, !in, in~, !in~, has_any, has_all."""
+
+    op: str
+    left: Expr
+    items: list[Expr]
+    subquery: Tabular | None = None
+
+
+@dataclass
+class Between(Expr):
+    left: Expr
+    low: Expr
+    high: Expr
+    negated: bool = False
+
+
+@dataclass
+class TypeLiteral(Expr):
+    """``typeof(long)`` as a type literal."""
+
+    type: str
+
+
+@dataclass
+class Subquery(Expr):
+    """A tabular expression in scalar position: ``toscalar(T | ...)``, ``materialize(...)``."""
+
+    query: Tabular
+
+
+@dataclass
+class NamedExpr:
+    """``Name = expr`` (``names`` has several entries for ``(a, b) = f(...)``) or a bare expr."""
+
+    expr: Expr
+    names: list[str] = field(default_factory=list)
+    pos: int = 0
+
+
+# ---------------------------------------------------------------- tabular expressions
+
+
+@dataclass
+class Tabular:
+    pos: int = field(default=0, kw_only=True, compare=False, repr=False)
+
+
+@dataclass
+class TableRef(Tabular):
+    """A table, tabular ``let`` name or parameterless view/function by name."""
+
+    name: str
+
+
+@dataclass
+class TabularCall(Tabular):
+    """A call of a user function (or ``table('x')``) as a tabular source."""
+
+    name: str
+    args: list[Expr]
+
+
+@dataclass
+class Datatable(Tabular):
+    columns: list[tuple[str, str]]
+    values: list[Expr]
+
+
+@dataclass
+class Range(Tabular):
+    column: str
+    start: Expr
+    stop: Expr
+    step: Expr
+
+
+@dataclass
+class Print(Tabular):
+    exprs: list[NamedExpr]
+
+
+@dataclass
+class Pipe(Tabular):
+    """``input | op``."""
+
+    input: Tabular
+    op: Operator
+
+
+@dataclass
+class Materialize(Tabular):
+    query: Tabular
+
+
+# ---------------------------------------------------------------- operators (after a pipe)
+
+
+@dataclass
+class Operator:
+    pos: int = field(default=0, kw_only=True, compare=False, repr=False)
+
+
+@dataclass
+class Where(Operator):
+    predicate: Expr
+
+
+@dataclass
+class Project(Operator):
+    exprs: list[NamedExpr]
+
+
+@dataclass
+class ProjectAway(Operator):
+    patterns: list[str]
+
+
+@dataclass
+class ProjectKeep(Operator):
+    patterns: list[str]
+
+
+@dataclass
+class ProjectRename(Operator):
+    renames: list[tuple[str, str]]  # (new, old)
+
+
+@dataclass
+class ProjectReorder(Operator):
+    patterns: list[tuple[str, str | None]]  # (pattern, asc|desc|granny-asc|granny-desc|None)
+
+
+@dataclass
+class Extend(Operator):
+    exprs: list[NamedExpr]
+
+
+@dataclass
+class Summarize(Operator):
+    aggs: list[NamedExpr]
+    by: list[NamedExpr]
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Count(Operator):
+    name: str = "Count"
+
+
+@dataclass
+class Take(Operator):
+    count: Expr
+
+
+@dataclass
+class SortKey:
+    expr: Expr
+    desc: bool = True
+    nulls_first: bool | None = None
+
+
+@dataclass
+class Sort(Operator):
+    keys: list[SortKey]
+
+
+@dataclass
+class Top(Operator):
+    count: Expr
+    key: SortKey
+
+
+@dataclass
+class Distinct(Operator):
+    exprs: list[NamedExpr]  # empty list with star=True means `distinct *`
+    star: bool = False
+
+
+@dataclass
+class JoinCondition:
+    left: Expr
+    right: Expr
+
+
+@dataclass
+class Join(Operator):
+    right: Tabular
+    kind: str
+    on: list[Expr]  # Name(col) for `on col`, Binary('==', $left.a, $right.b)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Lookup(Operator):
+    right: Tabular
+    kind: str
+    on: list[Expr]
+
+
+@dataclass
+class Union(Operator):
+    tables: list[Tabular]
+    kind: str = "outer"
+    withsource: str | None = None
+    isfuzzy: bool = False
+
+
+@dataclass
+class UnionSource(Tabular):
+    """``union T1, T2`` at the start of a pipeline."""
+
+    tables: list[Tabular]
+    kind: str = "outer"
+    withsource: str | None = None
+    isfuzzy: bool = False
+
+
+@dataclass
+class MvExpand(Operator):
+    columns: list[tuple[NamedExpr, str | None]]  # (column/expr, to-typeof type)
+    itemindex: str | None = None
+    limit: Expr | None = None
+    bagexpansion: str = "bag"
+
+
+@dataclass
+class ParseOp(Operator):
+    source: Expr
+    kind: str
+    pattern: list[Any]  # str literal pieces, ('col', name, type) or ('*',)
+    flags: str = ""
+
+
+@dataclass
+class Serialize(Operator):
+    exprs: list[NamedExpr]
+
+
+@dataclass
+class As(Operator):
+    name: str
+
+
+@dataclass
+class GetSchema(Operator):
+    pass
+
+
+@dataclass
+class Render(Operator):
+    visualization: str
+    properties: dict[str, Any]
+
+
+@dataclass
+class Invoke(Operator):
+    name: str
+    args: list[Expr]
+
+
+@dataclass
+class Unsupported(Operator):
+    """An operator that parses but is not implemented; the compiler reports it by name."""
+
+    name: str
+
+
+# ---------------------------------------------------------------- statements
+
+
+@dataclass
+class Param:
+    name: str
+    type: str | None  # None for tabular parameters
+    default: Expr | None = None
+    tabular: bool = False
+
+
+@dataclass
+class FunctionDef:
+    params: list[Param]
+    body: list[Statement]  # lets inside, then the final expression
+    view: bool = False
+
+
+@dataclass
+class Statement:
+    pos: int = field(default=0, kw_only=True, compare=False, repr=False)
+
+
+@dataclass
+class Let(Statement):
+    name: str
+    value: Expr | Tabular | FunctionDef
+
+
+@dataclass
+class Set(Statement):
+    name: str
+    value: Expr | None
+
+
+@dataclass
+class QueryStatement(Statement):
+    query: Tabular | Expr
+
+
+@dataclass
+class Script:
+    statements: list[Statement]
