@@ -1,0 +1,787 @@
+"""Tabular KQL → one SQL query: each pipe step becomes a CTE, one ``visit_<Operator>`` each.
+
+>>> print(compile_kql("print x = 1 + 1").sql)
+WITH "__s1" AS (SELECT CAST(1 AS BIGINT) + CAST(1 AS BIGINT) AS "x") SELECT "x" FROM "__s1"
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlglot import exp
+
+from huntsman.compiler.scalar import ScalarCompiler
+from huntsman.compiler.scope import (
+    Col,
+    Env,
+    FunctionBinding,
+    Namer,
+    Rel,
+    RelBinding,
+    ScalarBinding,
+    TabularBinding,
+    unique_name,
+)
+from huntsman.errors import KqlError, KqlSemanticError, UnsupportedError
+from huntsman.kql import ast as A
+from huntsman.kql.functions import FUNCTIONS, default_result_name
+from huntsman.kql.functions.convert import convert, json_value, to_string
+from huntsman.kql.functions.sql import Arg, cast, cast_k, coalesce, col, fn, literal, n, s
+from huntsman.kql.parser import parse
+from huntsman.kql.types import DOTNET_TYPES, SQL_TYPES
+
+TableLookup = Callable[[str], "list[tuple[str, str]] | None"]
+
+
+@dataclass
+class CompiledQuery:
+    """The result of compiling KQL: SQL text plus the Kusto schema of the result."""
+
+    sql: str
+    columns: list[tuple[str, str]]
+    render: dict[str, Any] | None = None
+    tables: list[str] = field(default_factory=list)
+    expression: exp.Expression | None = None
+
+
+class Compiler:
+    """Compiles one KQL script. ``tables`` maps a table name to its columns (or None)."""
+
+    def __init__(self, text: str, tables: TableLookup, table_names: Callable[[], list[str]],
+                 now: datetime | None = None, dialect: str = "duckdb"):
+        self.text = text
+        self.lookup_table = tables
+        self.table_names = table_names
+        self.now = (now or datetime.now(UTC)).replace(tzinfo=None)
+        self.dialect = dialect
+        self.namer = Namer()
+        self.ctes: list[exp.CTE] = []
+        self.used_tables: list[str] = []
+
+    # ------------------------------------------------------------ errors
+
+    def position(self, pos: int | None) -> tuple[int, int]:
+        if pos is None:
+            return 0, 0
+        line = self.text.count("\n", 0, pos) + 1
+        return line, pos - (self.text.rfind("\n", 0, pos) + 1) + 1
+
+    def semantic_error(self, message: str, pos: int | None = None) -> KqlSemanticError:
+        line, column = self.position(pos)
+        return KqlSemanticError(message, line, column, self.text)
+
+    def unsupported(self, message: str, node: Any = None) -> UnsupportedError:
+        line, column = self.position(getattr(node, "pos", None))
+        return UnsupportedError(message, line, column, self.text)
+
+    def has_table(self, name: str) -> bool:
+        return self.lookup_table(name) is not None
+
+    # ------------------------------------------------------------ script
+
+    def compile(self) -> CompiledQuery:
+        script = parse(self.text)
+        env = Env()
+        last: A.Tabular | A.Expr | None = None
+        for st in script.statements:
+            if isinstance(st, A.QueryStatement):
+                last = st.query
+            else:
+                self.statement(st, env)
+        assert last is not None
+        if not isinstance(last, A.Tabular):
+            raise self.semantic_error("The query must end with a tabular expression",
+                                      getattr(last, "pos", None))
+        rel = self.tabular(last, env)
+        select = exp.select(*[exp.alias_(col(c.sql), c.sql, quoted=True) if False
+                              else col(c.sql) for c in rel.cols]).from_(
+            exp.to_identifier(rel.source, quoted=True))
+        if not rel.cols:
+            raise self.semantic_error("The query result has no columns")
+        if rel.order:
+            select = select.order_by(*[o.copy() for o in rel.order])
+        if self.ctes:
+            select.set("with_", exp.With(expressions=self.ctes))
+        sql = select.sql(dialect=self.dialect)
+        return CompiledQuery(sql, [(c.name, c.type) for c in rel.cols], rel.render,
+                             list(dict.fromkeys(self.used_tables)), select)
+
+    def statement(self, st: A.Statement, env: Env) -> None:
+        if isinstance(st, A.Let):
+            env.names[st.name] = self.let_binding(st, env)
+        elif isinstance(st, A.Set):
+            if st.name == "query_now" and st.value is not None:
+                v = ScalarCompiler(self, None, env).compile(st.value)
+                if v.type != "datetime" or not v.is_const or v.const is None:
+                    raise self.semantic_error("query_now must be set to a datetime literal",
+                                              st.pos)
+                self.now = v.const
+            # other request options are accepted and ignored
+        elif isinstance(st, A.QueryStatement):
+            raise self.semantic_error("Only the last statement may be a query", st.pos)
+
+    def let_binding(self, st: A.Let, env: Env) -> Any:
+        v = st.value
+        if isinstance(v, A.FunctionDef):
+            return FunctionBinding(v, env)
+        if isinstance(v, A.Materialize):
+            return TabularBinding(v.query, env, materialize=True)
+        if isinstance(v, (A.TableRef, A.TabularCall)) and not isinstance(v, A.Pipe):
+            # `let x = y;` / `let x = f(1);` may be scalar: decide by what the name is
+            name = v.name
+            b = env.lookup(name)
+            is_tab = isinstance(b, (TabularBinding, RelBinding)) or (
+                b is None and self.has_table(name)) or (
+                isinstance(b, FunctionBinding) and self.function_is_tabular(b))
+            if isinstance(v, A.TableRef) and "*" in name:
+                is_tab = True
+            if not is_tab:
+                expr: A.Expr = A.Name(name, pos=v.pos) if isinstance(v, A.TableRef) \
+                    else A.Call(name, v.args, pos=v.pos)
+                return self.scalar_binding(expr, env)
+            return TabularBinding(v, env)
+        if isinstance(v, A.Tabular):
+            return TabularBinding(v, env)
+        return self.scalar_binding(v, env)
+
+    def scalar_binding(self, e: A.Expr, env: Env) -> ScalarBinding:
+        a = ScalarCompiler(self, None, env).compile(e)
+        return ScalarBinding(a.sql, a.type, a.const)
+
+    def function_is_tabular(self, b: FunctionBinding) -> bool:
+        last = b.fn.body[-1]
+        return isinstance(last, A.QueryStatement) and isinstance(last.query, A.Tabular)
+
+    def bind_function_args(self, name: str, b: FunctionBinding, args: list[A.Expr],
+                           caller: ScalarCompiler | None, node: Any,
+                           input_rel: Rel | None = None) -> Env:
+        params = b.fn.params
+        env = b.env.child()
+        given = list(args)
+        if input_rel is not None:
+            if not params or not params[0].tabular:
+                raise self.semantic_error(f"The function '{name}' does not take a tabular "
+                                          f"first parameter", getattr(node, "pos", None))
+            env.names[params[0].name] = RelBinding(input_rel)
+            params = params[1:]
+        if len(given) > len(params):
+            raise self.semantic_error(f"The function '{name}' expects {len(params)} "
+                                      f"argument(s), got {len(given)}", getattr(node, "pos", None))
+        sc = caller or ScalarCompiler(self, None, env)
+        for i, p in enumerate(params):
+            if i < len(given):
+                arg = given[i]
+                if p.tabular:
+                    q = arg if isinstance(arg, A.Tabular) else self.expr_as_tabular(arg)
+                    env.names[p.name] = RelBinding(self.tabular(q, sc.env))
+                    continue
+                a = sc.compile(arg)
+            elif p.default is not None:
+                a = ScalarCompiler(self, None, b.env).compile(p.default)
+            else:
+                raise self.semantic_error(f"The function '{name}' is missing a value for "
+                                          f"parameter '{p.name}'", getattr(node, "pos", None))
+            if p.type and a.type != p.type and not (a.is_const and a.const is None):
+                try:
+                    a = Arg(convert(a, p.type), p.type)
+                except ValueError:
+                    raise self.semantic_error(
+                        f"The function '{name}' expects parameter '{p.name}' of type {p.type}, "
+                        f"got {a.type}", getattr(node, "pos", None)) from None
+            env.names[p.name] = ScalarBinding(a.sql, p.type or a.type, a.const)
+        return env
+
+    def expr_as_tabular(self, e: A.Expr) -> A.Tabular:
+        if isinstance(e, A.Name):
+            return A.TableRef(e.name, pos=e.pos)
+        if isinstance(e, A.Subquery):
+            return e.query
+        raise self.semantic_error("Expected a tabular expression", e.pos)
+
+    # ------------------------------------------------------------ CTEs
+
+    def add(self, select: exp.Expression, cols: list[Col], like: Rel | None = None,
+            physical: set[str] | None = None, materialized: bool = False) -> Rel:
+        name = self.namer.cte()
+        cte = exp.CTE(this=select, alias=exp.TableAlias(this=exp.to_identifier(name,
+                                                                               quoted=True)))
+        if materialized:
+            cte.set("materialized", True)
+        self.ctes.append(cte)
+        rel = Rel(name, cols, physical if physical is not None else {c.sql.lower() for c in cols})
+        if like is not None:
+            rel.order = like.order
+            rel.serialized = like.serialized
+            rel.render = like.render
+        return rel
+
+    def src(self, rel: Rel) -> exp.Expression:
+        return exp.to_identifier(rel.source, quoted=True)
+
+    def scalar(self, rel: Rel | None, env: Env, **kw: Any) -> ScalarCompiler:
+        return ScalarCompiler(self, rel, env, **kw)
+
+    # ------------------------------------------------------------ sources
+
+    def tabular(self, node: A.Tabular, env: Env) -> Rel:
+        try:
+            method = getattr(self, f"visit_{type(node).__name__}")
+        except AttributeError:
+            raise self.unsupported(f"'{type(node).__name__}' is not supported", node) from None
+        return method(node, env)  # type: ignore[no-any-return]
+
+    def visit_Pipe(self, node: A.Pipe, env: Env) -> Rel:
+        rel = self.tabular(node.input, env)
+        op = node.op
+        method = getattr(self, f"visit_{type(op).__name__}", None)
+        if method is None:
+            raise self.unsupported(f"The '{type(op).__name__.lower()}' operator is not supported",
+                                   op)
+        return method(rel, op, env)  # type: ignore[no-any-return]
+
+    def visit_TableRef(self, node: A.TableRef, env: Env) -> Rel:
+        name = node.name
+        b = env.lookup(name)
+        if isinstance(b, RelBinding):
+            return b.rel
+        if isinstance(b, TabularBinding):
+            if b.rel is None:
+                rel = self.tabular(b.node, b.env)
+                if b.materialize:
+                    rel = self.add(exp.select(exp.Star()).from_(self.src(rel)), rel.cols, rel,
+                                   rel.physical, materialized=True)
+                b.rel = rel
+            return b.rel
+        if isinstance(b, FunctionBinding):
+            return self.call_tabular_function(name, b, [], node)
+        if isinstance(b, ScalarBinding):
+            raise self.semantic_error(f"'{name}' is a scalar value, not a table", node.pos)
+        cols = self.lookup_table(name)
+        if cols is None:
+            raise self.semantic_error(
+                f"Failed to resolve table or column expression named '{name}'", node.pos)
+        self.used_tables.append(name)
+        return Rel(name, [Col(c, t, c) for c, t in cols], {c.lower() for c, _ in cols})
+
+    def visit_TabularCall(self, node: A.TabularCall, env: Env) -> Rel:
+        b = env.lookup(node.name)
+        if isinstance(b, FunctionBinding):
+            return self.call_tabular_function(node.name, b, node.args, node)
+        if node.name in FUNCTIONS:
+            raise self.semantic_error(f"'{node.name}' is a scalar function, not a table",
+                                      node.pos)
+        raise self.semantic_error(f"Unknown function: '{node.name}'", node.pos)
+
+    def call_tabular_function(self, name: str, b: FunctionBinding, args: list[A.Expr],
+                              node: Any, input_rel: Rel | None = None) -> Rel:
+        env = self.bind_function_args(name, b, args, None, node, input_rel)
+        for st in b.fn.body[:-1]:
+            self.statement(st, env)
+        last = b.fn.body[-1]
+        assert isinstance(last, A.QueryStatement)
+        if not isinstance(last.query, A.Tabular):
+            raise self.semantic_error(f"The function '{name}' returns a scalar, not a table",
+                                      getattr(node, "pos", None))
+        return self.tabular(last.query, env)
+
+    def visit_Materialize(self, node: A.Materialize, env: Env) -> Rel:
+        rel = self.tabular(node.query, env)
+        return self.add(exp.select(exp.Star()).from_(self.src(rel)), rel.cols, rel,
+                        rel.physical, materialized=True)
+
+    def visit_Datatable(self, node: A.Datatable, env: Env) -> Rel:
+        ncols = len(node.columns)
+        if len(node.values) % ncols:
+            raise self.semantic_error(
+                f"datatable: {len(node.values)} values do not fill rows of {ncols} columns",
+                node.pos)
+        taken: set[str] = set()
+        cols = [Col(name, t, self.namer.physical(name, taken)) for name, t in node.columns]
+        sc = self.scalar(None, env)
+        rows = []
+        for r in range(0, len(node.values), ncols):
+            row = []
+            for c, v in zip(cols, node.values[r:r + ncols], strict=True):
+                a = sc.compile(v)
+                if not a.is_const:
+                    raise self.semantic_error("datatable values must be constants", v.pos)
+                if a.type != c.type and not (a.const is None):
+                    if c.type == "dynamic" or (a.type in ("long", "int", "real") and
+                                               c.type in ("long", "int", "real", "decimal")):
+                        a = Arg(convert(a, c.type), c.type)
+                    else:
+                        raise self.semantic_error(
+                            f"datatable: value of type {a.type} in column '{c.name}' of type "
+                            f"{c.type}", v.pos)
+                row.append(cast_k(a.sql, c.type) if a.const is not None or c.type == "string"
+                           else literal(None, c.type))
+            rows.append(row)
+        if not rows:
+            sel = exp.select(*[exp.alias_(literal(None, c.type), c.sql, quoted=True)
+                               for c in cols]).where(exp.false())
+            return self.add(sel, cols)
+        selects = [exp.select(*[exp.alias_(v, c.sql, quoted=True) for v, c in zip(row, cols,
+                                                                                    strict=True)])
+                   for row in rows]
+        union: exp.Expression = selects[0]
+        for sel in selects[1:]:
+            union = exp.Union(this=union, expression=sel, distinct=False)
+        return self.add(union, cols)
+
+    def visit_Print(self, node: A.Print, env: Env) -> Rel:
+        sc = self.scalar(None, env)
+        cols: list[Col] = []
+        taken: set[str] = set()
+        sels = []
+        names: list[str] = []
+        for i, ne in enumerate(node.exprs):
+            a = sc.compile(ne.expr)
+            name = ne.names[0] if ne.names else self.default_name(ne.expr, a, names,
+                                                                  f"print_{i}")
+            names.append(name)
+            c = Col(name, a.type, self.namer.physical(name, taken))
+            cols.append(c)
+            sels.append(exp.alias_(a.sql, c.sql, quoted=True))
+        if not sels:
+            raise self.semantic_error("print needs at least one expression", node.pos)
+        return self.add(exp.select(*sels), cols)
+
+    def visit_Range(self, node: A.Range, env: Env) -> Rel:
+        sc = self.scalar(None, env)
+        start, stop, step = (sc.compile(x) for x in (node.start, node.stop, node.step))
+        c = Col(node.column, start.type, self.namer.physical(node.column, set()))
+        if start.type == "datetime":
+            if step.type != "timespan":
+                raise self.semantic_error("range over datetimes needs a timespan step", node.pos)
+            series = fn("generate_series", start.sql, convert(stop, "datetime"),
+                        fn("to_microseconds", step.sql))
+        elif start.type == "timespan":
+            series = fn("generate_series", start.sql, stop.sql, step.sql)
+        elif start.type in ("long", "int", "real"):
+            series = fn("generate_series", start.sql, stop.sql, step.sql)
+        else:
+            raise self.semantic_error(f"range cannot iterate over {start.type}", node.pos)
+        sel = exp.select(exp.alias_(cast_k(exp.column("generate_series"), start.type), c.sql,
+                                    quoted=True)).from_(series)
+        rel = self.add(sel, [c])
+        rel.order = [exp.Ordered(this=col(c.sql), desc=step.is_const and isinstance(
+            step.const, (int, float)) and step.const < 0)]
+        rel.serialized = True
+        return rel
+
+    # ------------------------------------------------------------ naming
+
+    def default_name(self, e: A.Expr, a: Arg, taken: list[str], fallback: str | None) -> str:
+        name: str | None = None
+        if isinstance(e, A.Name):
+            name = e.name if a.name is None else a.name
+        elif isinstance(e, (A.Member, A.Index)):
+            name = self.path_name(e)
+        elif isinstance(e, A.Call):
+            first = e.args[0] if e.args else None
+            first_name = None
+            if isinstance(first, A.Name):
+                first_name = first.name
+            elif isinstance(first, (A.Member, A.Index)):
+                first_name = self.path_name(first)
+            name = default_result_name(e.name, first_name)
+            if name is not None and name.endswith("_") and first_name is None and \
+                    e.name not in ("count", "countif"):
+                name = None
+        if name is None:
+            if fallback is not None:
+                return unique_name(fallback, taken)
+            i = 1
+            while f"Column{i}" in taken:
+                i += 1
+            return f"Column{i}"
+        return unique_name(name, taken)
+
+    def path_name(self, e: A.Expr) -> str | None:
+        if isinstance(e, A.Name):
+            return e.name
+        if isinstance(e, A.Member):
+            base = self.path_name(e.obj)
+            return f"{base}_{e.name}" if base else None
+        if isinstance(e, A.Index):
+            base = self.path_name(e.obj)
+            if base and isinstance(e.index, A.Literal):
+                return f"{base}_{e.index.value}"
+            return base
+        if isinstance(e, A.Call) and e.args:
+            return self.path_name(e.args[0])
+        return None
+
+    # ------------------------------------------------------------ row operators
+
+    def visit_Where(self, rel: Rel, op: A.Where, env: Env) -> Rel:
+        pred = self.scalar(rel, env, window_ok=True).predicate(op.predicate)
+        sel = exp.select(exp.Star()).from_(self.src(rel)).where(pred)
+        return self.add(sel, rel.cols, rel, rel.physical)
+
+    def visit_Take(self, rel: Rel, op: A.Take, env: Env) -> Rel:
+        a = self.scalar(None, env).compile(op.count)
+        if a.type not in ("long", "int"):
+            raise self.semantic_error("take expects a whole number of rows", op.pos)
+        sel = exp.select(exp.Star()).from_(self.src(rel))
+        if rel.order:
+            sel = sel.order_by(*[o.copy() for o in rel.order])
+        sel = sel.limit(a.sql)
+        return self.add(sel, rel.cols, rel, rel.physical)
+
+    def sort_keys(self, rel: Rel, keys: list[A.SortKey], env: Env) -> tuple[
+            list[exp.Expression], list[exp.Ordered], list[Col]]:
+        """Sort keys as hidden physical columns, so that the order survives later steps."""
+        sc = self.scalar(rel, env, window_ok=True)
+        extra: list[exp.Expression] = []
+        ordered: list[exp.Ordered] = []
+        hidden: list[Col] = []
+        taken = set(rel.physical)
+        for k in keys:
+            a = sc.compile(k.expr)
+            if a.type == "dynamic":
+                a = Arg(to_string(a), "string")
+            nulls_first = k.nulls_first if k.nulls_first is not None else not k.desc
+            if isinstance(k.expr, A.Name) and rel.col(k.expr.name) is not None:
+                c = rel.col(k.expr.name)
+                assert c is not None
+                ref = c.sql
+            else:
+                ref = self.namer.physical("__sortkey", taken)
+                extra.append(exp.alias_(a.sql, ref, quoted=True))
+                hidden.append(Col(ref, a.type, ref))
+            ordered.append(exp.Ordered(this=col(ref), desc=k.desc, nulls_first=nulls_first))
+        return extra, ordered, hidden
+
+    def visit_Sort(self, rel: Rel, op: A.Sort, env: Env) -> Rel:
+        extra, ordered, hidden = self.sort_keys(rel, op.keys, env)
+        sel = exp.select(exp.Star(), *extra).from_(self.src(rel)).order_by(*ordered)
+        out = self.add(sel, rel.cols, rel, rel.physical | {h.sql.lower() for h in hidden})
+        out.order = ordered
+        out.serialized = True
+        return out
+
+    def visit_Top(self, rel: Rel, op: A.Top, env: Env) -> Rel:
+        n_arg = self.scalar(None, env).compile(op.count)
+        if n_arg.type not in ("long", "int"):
+            raise self.semantic_error("top expects a whole number of rows", op.pos)
+        extra, ordered, hidden = self.sort_keys(rel, [op.key], env)
+        sel = exp.select(exp.Star(), *extra).from_(self.src(rel)).order_by(*ordered).limit(
+            n_arg.sql)
+        out = self.add(sel, rel.cols, rel, rel.physical | {h.sql.lower() for h in hidden})
+        out.order = ordered
+        out.serialized = True
+        return out
+
+    def visit_Serialize(self, rel: Rel, op: A.Serialize, env: Env) -> Rel:
+        if rel.order is None:
+            taken = set(rel.physical)
+            rn = self.namer.physical("__rn", taken)
+            w = exp.Window(this=exp.Anonymous(this="row_number", expressions=[]))
+            rel = self.add(exp.select(exp.Star(), exp.alias_(w, rn, quoted=True)).from_(
+                self.src(rel)), rel.cols, rel, taken)
+            rel.order = [exp.Ordered(this=col(rn), desc=False, nulls_first=False)]
+        rel.serialized = True
+        if op.exprs:
+            return self.visit_Extend(rel, A.Extend(op.exprs, pos=op.pos), env)
+        return rel
+
+    def keep_order_columns(self, rel: Rel) -> list[exp.Expression]:
+        """Physical order-key columns that an explicit select list must carry along."""
+        if not rel.order:
+            return []
+        out = []
+        for o in rel.order:
+            for c in o.find_all(exp.Column):
+                out.append(col(c.name))
+        return out
+
+    def visit_Extend(self, rel: Rel, op: A.Extend, env: Env) -> Rel:
+        sc = self.scalar(rel, env, window_ok=True)
+        cols = list(rel.cols)
+        taken = set(rel.physical)
+        names = [c.name for c in cols]
+        sels: list[exp.Expression] = [exp.Star()]
+        for ne in op.exprs:
+            a = sc.compile(ne.expr)
+            targets = ne.names or [self.default_name(ne.expr, a, names, None)]
+            if len(targets) > 1:
+                raise self.unsupported("tuple assignment in extend is not supported", op)
+            name = targets[0]
+            phys = self.namer.physical(name, taken)
+            sels.append(exp.alias_(a.sql, phys, quoted=True))
+            new = Col(name, a.type, phys)
+            for i, c in enumerate(cols):
+                if c.name == name:
+                    cols[i] = new
+                    break
+            else:
+                cols.append(new)
+                names.append(name)
+            # later expressions in the same extend see the new column
+            sc = self.scalar(Rel(rel.source, cols, taken, rel.order, rel.serialized), env,
+                             window_ok=True)
+            sc_inline = {c.name: a for c in [new]}
+            del sc_inline
+        # expressions referencing columns defined earlier in the same extend need a step each
+        return self.extend_steps(rel, op, env)
+
+    def extend_steps(self, rel: Rel, op: A.Extend, env: Env) -> Rel:
+        """One select per group of independent assignments (later ones may use earlier ones)."""
+        cols = list(rel.cols)
+        taken = set(rel.physical)
+        sels: list[exp.Expression] = []
+        defined: set[str] = set()
+        cur = rel
+
+        def flush() -> None:
+            nonlocal cur, sels, defined
+            if sels:
+                cur = self.add(exp.select(exp.Star(), *sels).from_(self.src(cur)), list(cols),
+                               cur, set(taken))
+                sels = []
+                defined = set()
+
+        for ne in op.exprs:
+            refs = {x.name for x in _names_in(ne.expr)}
+            if refs & defined:
+                flush()
+            sc = self.scalar(cur.with_cols(list(cols)) if not sels else cur, env, window_ok=True)
+            a = sc.compile(ne.expr)
+            names = [c.name for c in cols]
+            targets = ne.names or [self.default_name(ne.expr, a, names, None)]
+            if len(targets) > 1:
+                raise self.unsupported("tuple assignment in extend is not supported", op)
+            name = targets[0]
+            phys = self.namer.physical(name, taken)
+            sels.append(exp.alias_(a.sql, phys, quoted=True))
+            new = Col(name, a.type, phys)
+            for i, c in enumerate(cols):
+                if c.name == name:
+                    cols[i] = new
+                    break
+            else:
+                cols.append(new)
+            defined.add(name)
+        flush()
+        return cur
+
+    def project_list(self, rel: Rel, exprs: list[A.NamedExpr], env: Env,
+                     what: str) -> tuple[list[exp.Expression], list[Col]]:
+        sc = self.scalar(rel, env, window_ok=True)
+        cols: list[Col] = []
+        taken: set[str] = set()
+        sels: list[exp.Expression] = []
+        for ne in exprs:
+            if isinstance(ne.expr, A.Star) and not ne.names:
+                for c in rel.cols:
+                    phys = self.namer.physical(c.name, taken)
+                    sels.append(exp.alias_(col(c.sql), phys, quoted=True))
+                    cols.append(Col(c.name, c.type, phys))
+                continue
+            a = sc.compile(ne.expr)
+            names = [c.name for c in cols]
+            if len(ne.names) > 1:
+                raise self.unsupported(f"tuple assignment in {what} is not supported", ne)
+            name = ne.names[0] if ne.names else self.default_name(ne.expr, a, names, None)
+            if name in names:
+                if ne.names:
+                    raise self.semantic_error(
+                        f"{what}: the column '{name}' is assigned more than once", ne.pos)
+                name = unique_name(name, names)
+            phys = self.namer.physical(name, taken)
+            sels.append(exp.alias_(a.sql, phys, quoted=True))
+            cols.append(Col(name, a.type, phys))
+        return sels, cols
+
+    def visit_Project(self, rel: Rel, op: A.Project, env: Env) -> Rel:
+        sels, cols = self.project_list(rel, op.exprs, env, "project")
+        sels += self.keep_order_columns(rel)
+        physical = {c.sql.lower() for c in cols} | {
+            c.name.lower() for c in sels if isinstance(c, exp.Column)}
+        return self.add(exp.select(*sels).from_(self.src(rel)), cols, rel, physical)
+
+    def match_patterns(self, rel: Rel, patterns: list[str], node: Any) -> list[Col]:
+        out: list[Col] = []
+        for p in patterns:
+            hits = [c for c in rel.cols if (fnmatch.fnmatchcase(c.name, p) if "*" in p
+                                            else c.name == p)]
+            if not hits and "*" not in p:
+                raise self.semantic_error(
+                    f"Failed to resolve column or scalar expression named '{p}'", node.pos)
+            for c in hits:
+                if c not in out:
+                    out.append(c)
+        return out
+
+    def visit_ProjectAway(self, rel: Rel, op: A.ProjectAway, env: Env) -> Rel:
+        drop = self.match_patterns(rel, op.patterns, op)
+        out = Rel(rel.source, [c for c in rel.cols if c not in drop], rel.physical, rel.order,
+                  rel.serialized, rel.render)
+        return out
+
+    def visit_ProjectKeep(self, rel: Rel, op: A.ProjectKeep, env: Env) -> Rel:
+        keep = self.match_patterns(rel, op.patterns, op)
+        return Rel(rel.source, [c for c in rel.cols if c in keep], rel.physical, rel.order,
+                   rel.serialized, rel.render)
+
+    def visit_ProjectRename(self, rel: Rel, op: A.ProjectRename, env: Env) -> Rel:
+        cols = list(rel.cols)
+        for new, old in op.renames:
+            for i, c in enumerate(cols):
+                if c.name == old:
+                    cols[i] = Col(new, c.type, c.sql)
+                    break
+            else:
+                raise self.semantic_error(
+                    f"Failed to resolve column or scalar expression named '{old}'", op.pos)
+        names = [c.name for c in cols]
+        if len(set(names)) != len(names):
+            raise self.semantic_error("project-rename: the result has duplicate column names",
+                                      op.pos)
+        return Rel(rel.source, cols, rel.physical, rel.order, rel.serialized, rel.render)
+
+    def visit_ProjectReorder(self, rel: Rel, op: A.ProjectReorder, env: Env) -> Rel:
+        front: list[Col] = []
+        for pat, order in op.patterns:
+            hits = [c for c in rel.cols if c not in front and (
+                fnmatch.fnmatchcase(c.name, pat) if "*" in pat else c.name == pat)]
+            if not hits and "*" not in pat:
+                raise self.semantic_error(
+                    f"Failed to resolve column or scalar expression named '{pat}'", op.pos)
+            if order in ("asc", "granny-asc"):
+                hits.sort(key=lambda c: c.name.lower() if order == "granny-asc" else c.name)
+            elif order in ("desc", "granny-desc"):
+                hits.sort(key=lambda c: c.name.lower() if order == "granny-desc" else c.name,
+                          reverse=True)
+            front += hits
+        rest = [c for c in rel.cols if c not in front]
+        return Rel(rel.source, front + rest, rel.physical, rel.order, rel.serialized, rel.render)
+
+    def visit_Distinct(self, rel: Rel, op: A.Distinct, env: Env) -> Rel:
+        if op.star:
+            exprs = [A.NamedExpr(A.Name(c.name), []) for c in rel.cols]
+        else:
+            exprs = op.exprs
+        sels, cols = self.project_list(rel, exprs, env, "distinct")
+        return self.add(exp.select(*sels).from_(self.src(rel)).distinct(), cols)
+
+    def visit_Count(self, rel: Rel, op: A.Count, env: Env) -> Rel:
+        c = Col(op.name, "long", self.namer.physical(op.name, set()))
+        return self.add(exp.select(exp.alias_(exp.Count(this=exp.Star()), c.sql,
+                                              quoted=True)).from_(self.src(rel)), [c])
+
+    def visit_As(self, rel: Rel, op: A.As, env: Env) -> Rel:
+        env.names[op.name] = RelBinding(rel)
+        return rel
+
+    def visit_Render(self, rel: Rel, op: A.Render, env: Env) -> Rel:
+        out = Rel(rel.source, rel.cols, rel.physical, rel.order, rel.serialized)
+        out.render = {"visualization": op.visualization, **op.properties}
+        return out
+
+    def visit_GetSchema(self, rel: Rel, op: A.GetSchema, env: Env) -> Rel:
+        names = ["ColumnName", "ColumnOrdinal", "DataType", "ColumnType"]
+        types = ["string", "int", "string", "string"]
+        cols = [Col(nm, t, nm) for nm, t in zip(names, types, strict=True)]
+        rows = [exp.select(exp.alias_(s(c.name), "ColumnName", quoted=True),
+                           exp.alias_(cast(n(i), "INTEGER"), "ColumnOrdinal", quoted=True),
+                           exp.alias_(s(DOTNET_TYPES[c.type]), "DataType", quoted=True),
+                           exp.alias_(s(c.type), "ColumnType", quoted=True))
+                for i, c in enumerate(rel.cols)]
+        union: exp.Expression = rows[0]
+        for r in rows[1:]:
+            union = exp.Union(this=union, expression=r, distinct=False)
+        out = self.add(union, cols)
+        out.order = [exp.Ordered(this=col("ColumnOrdinal"), desc=False, nulls_first=False)]
+        return out
+
+    def visit_Invoke(self, rel: Rel, op: A.Invoke, env: Env) -> Rel:
+        b = env.lookup(op.name)
+        if not isinstance(b, FunctionBinding):
+            raise self.semantic_error(f"Unknown function: '{op.name}'", op.pos)
+        return self.call_tabular_function(op.name, b, op.args, op, input_rel=rel)
+
+    def visit_Unsupported(self, rel: Rel, op: A.Unsupported, env: Env) -> Rel:
+        raise self.unsupported(f"The '{op.name}' operator is not supported yet", op)
+
+    # ------------------------------------------------------------ summarize
+
+    def visit_Summarize(self, rel: Rel, op: A.Summarize, env: Env) -> Rel:
+        from huntsman.compiler.summarize import compile_summarize
+        return compile_summarize(self, rel, op, env)
+
+    # ------------------------------------------------------------ join, lookup, union
+
+    def visit_Join(self, rel: Rel, op: A.Join, env: Env) -> Rel:
+        from huntsman.compiler.join import compile_join
+        return compile_join(self, rel, op, env)
+
+    def visit_Lookup(self, rel: Rel, op: A.Lookup, env: Env) -> Rel:
+        from huntsman.compiler.join import compile_lookup
+        return compile_lookup(self, rel, op, env)
+
+    def visit_Union(self, rel: Rel, op: A.Union, env: Env) -> Rel:
+        from huntsman.compiler.union import compile_union
+        return compile_union(self, [("", rel)], op.tables, op.kind, op.withsource,
+                             op.isfuzzy, env, op)
+
+    def visit_UnionSource(self, node: A.UnionSource, env: Env) -> Rel:
+        from huntsman.compiler.union import compile_union
+        return compile_union(self, [], node.tables, node.kind, node.withsource, node.isfuzzy,
+                             env, node)
+
+    # ------------------------------------------------------------ mv-expand, parse
+
+    def visit_MvExpand(self, rel: Rel, op: A.MvExpand, env: Env) -> Rel:
+        from huntsman.compiler.expand import compile_mv_expand
+        return compile_mv_expand(self, rel, op, env)
+
+    def visit_ParseOp(self, rel: Rel, op: A.ParseOp, env: Env) -> Rel:
+        from huntsman.compiler.expand import compile_parse
+        return compile_parse(self, rel, op, env)
+
+
+def _names_in(e: Any) -> list[A.Name]:
+    out: list[A.Name] = []
+
+    def walk(x: Any) -> None:
+        if isinstance(x, A.Name):
+            out.append(x)
+        elif isinstance(x, (A.Expr, A.NamedExpr)):
+            for v in vars(x).values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(e)
+    return out
+
+
+def string_safe(a: Arg) -> exp.Expression:
+    return coalesce(a.sql, s("")) if a.type == "string" else a.sql
+
+
+def compile_kql(text: str, tables: TableLookup | None = None,
+                table_names: Callable[[], list[str]] | None = None,
+                now: datetime | None = None, dialect: str = "duckdb") -> CompiledQuery:
+    """Compile KQL text to SQL. ``tables`` resolves table names to ``[(column, type)]``."""
+    from huntsman.schema import catalog
+
+    def builtin(name: str) -> list[tuple[str, str]] | None:
+        t = catalog().tables.get(name)
+        return [(c.name, c.type) for c in t.columns] if t else None
+
+    try:
+        return Compiler(text, tables or builtin, table_names or catalog().names, now,
+                        dialect).compile()
+    except RecursionError:
+        raise KqlSemanticError("The query is nested too deeply", 1, 1, text) from None
+
+
+__all__ = ["CompiledQuery", "Compiler", "compile_kql", "KqlError", "json_value", "SQL_TYPES"]

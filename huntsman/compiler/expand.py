@@ -1,0 +1,175 @@
+"""``mv-expand`` (arrays and bags, lockstep, ``to typeof``, ``with_itemindex``, ``limit``) and
+``parse`` (``kind=simple`` and ``kind=regex``)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from sqlglot import exp
+
+from huntsman.compiler.scalar import ScalarCompiler
+from huntsman.compiler.scope import Col, Env, Rel
+from huntsman.kql import ast as A
+from huntsman.kql.functions.convert import convert, json_value, to_dynamic, to_string
+from huntsman.kql.functions.sql import Arg, case, cast, col, fn, lambda_, n, s
+
+if TYPE_CHECKING:
+    from huntsman.compiler.compiler import Compiler
+
+
+def _as_list(v: exp.Expression, bagexpansion: str) -> exp.Expression:
+    """A dynamic value as a list of JSON elements (a bag becomes one-key bags or pairs)."""
+    jt = fn("json_type", v)
+    key_path = fn("concat", s('$."'), fn("replace", exp.column("k"), s('"'), s('\\"')), s('"'))
+    if bagexpansion == "array":
+        elem = fn("json_array", exp.column("k"), fn("json_extract", v, key_path))
+    else:
+        elem = fn("json_object", exp.column("k"), fn("json_extract", v, key_path))
+    bag = fn("list_transform", fn("json_keys", v), lambda_(["k"], elem))
+    return case([(jt.eq(s("ARRAY")), cast(v, "JSON[]")), (jt.eq(s("OBJECT")), bag)],
+                exp.Array(expressions=[v]))
+
+
+def compile_mv_expand(c: Compiler, rel: Rel, op: A.MvExpand, env: Env) -> Rel:
+    sc = ScalarCompiler(c, rel, env)
+    cols = list(rel.cols)
+    taken = set(rel.physical)
+    lists: list[tuple[str, exp.Expression]] = []
+    targets: list[tuple[int | None, str, str | None]] = []  # (index in cols, name, to-type)
+    limit = sc.compile(op.limit).sql if op.limit is not None else None
+    for ne, to_type in op.columns:
+        a = sc.compile(ne.expr)
+        if ne.names:
+            name = ne.names[0]
+        elif isinstance(ne.expr, A.Name):
+            name = a.name or ne.expr.name
+        else:
+            name = c.default_name(ne.expr, a, [x.name for x in cols], None)
+        v = json_value(a) if a.type == "dynamic" else to_dynamic(a)
+        lst = _as_list(v, op.bagexpansion)
+        if limit is not None:
+            lst = fn("list_slice", lst, n(1), limit)
+        phys = c.namer.physical(name, taken)
+        lists.append((phys, lst))
+        idx = next((i for i, x in enumerate(cols) if x.name == name), None)
+        targets.append((idx, name, to_type))
+    sels: list[exp.Expression] = [exp.Star()]
+    for phys, lst in lists:
+        sels.append(exp.alias_(fn("unnest", lst), phys, quoted=True))
+    index_phys = None
+    if op.itemindex:
+        index_phys = c.namer.physical(op.itemindex, taken)
+        longest = fn("greatest", *[fn("len", lst) for _, lst in lists]) if len(lists) > 1 \
+            else fn("len", lists[0][1])
+        sels.append(exp.alias_(fn("unnest", fn("range", n(0), longest)), index_phys,
+                               quoted=True))
+    step = c.add(exp.select(*sels).from_(c.src(rel)), cols, rel, set(taken))
+    step.order = None
+    # second step: convert the expanded JSON elements to their requested types
+    conv: list[exp.Expression] = [exp.Star()]
+    out_cols = list(cols)
+    for (phys, _), (idx, name, to_type) in zip(lists, targets, strict=True):
+        t = to_type or "dynamic"
+        raw = Arg(col(phys), "dynamic")
+        if t == "dynamic":
+            new = Col(name, "dynamic", phys)
+        else:
+            cphys = c.namer.physical(name, taken)
+            conv.append(exp.alias_(convert(raw, t), cphys, quoted=True))
+            new = Col(name, t, cphys)
+        if idx is None:
+            out_cols.append(new)
+        else:
+            out_cols[idx] = new
+    if index_phys and op.itemindex:
+        out_cols.append(Col(op.itemindex, "long", index_phys))
+    if len(conv) == 1:
+        return Rel(step.source, out_cols, step.physical)
+    return c.add(exp.select(*conv).from_(c.src(step)), out_cols, None, set(taken))
+
+
+_TYPE_REGEX = {
+    "long": r"(\-?\d+)", "int": r"(\-?\d+)",
+    "real": r"(\-?\d+(?:\.\d*)?(?:[eE][+\-]?\d+)?)",
+    "decimal": r"(\-?\d+(?:\.\d*)?)", "bool": r"(true|false|True|False|TRUE|FALSE|0|1)",
+}
+
+
+def parse_regex(op: A.ParseOp) -> tuple[str, list[tuple[str, str]]]:
+    """The RE2 pattern for a parse pattern and its capture columns (name, type)."""
+    parts: list[str] = []
+    captures: list[tuple[str, str]] = []
+    pattern = op.pattern
+    for i, p in enumerate(pattern):
+        last = i == len(pattern) - 1
+        if isinstance(p, str):
+            parts.append(p if op.kind == "regex" else re.escape(p))
+        elif p[0] == "*":
+            parts.append(".*?" if not last else ".*")
+        else:
+            _, name, t = p
+            captures.append((name, t))
+            if t in _TYPE_REGEX:
+                parts.append(_TYPE_REGEX[t])
+            elif last and op.kind != "regex":
+                parts.append("(.*)")
+            else:
+                parts.append("(.*?)")
+    flags = ""
+    if op.flags:
+        flags = "(?" + "".join(f for f in op.flags if f in "imsU") + ")"
+    anchor = "^" if op.kind == "simple" else ""
+    end = "$" if pattern and not isinstance(pattern[-1], str) and op.kind == "simple" and \
+        pattern[-1][0] == "col" and pattern[-1][2] == "string" else ""
+    return flags + anchor + "".join(parts) + end, captures
+
+
+def compile_parse(c: Compiler, rel: Rel, op: A.ParseOp, env: Env) -> Rel:
+    if op.kind == "relaxed":
+        raise c.unsupported("parse kind=relaxed is not supported yet", op)
+    sc = ScalarCompiler(c, rel, env)
+    src = sc.compile(op.source)
+    text = to_string(src) if src.type != "string" else src.sql
+    regex, captures = parse_regex(op)
+    if not captures:
+        return rel
+    try:
+        re.compile(regex.replace("(?U)", ""))
+    except re.error as err:
+        raise c.semantic_error(f"parse: invalid regular expression: {err}", op.pos) from None
+    taken = set(rel.physical)
+    group_names = [f"g{i}" for i in range(len(captures))]
+    struct_phys = c.namer.physical("__parsed", taken)
+    matched_phys = c.namer.physical("__matched", taken)
+    step = c.add(exp.select(
+        exp.Star(),
+        exp.alias_(fn("regexp_extract", text, s(regex),
+                      exp.Array(expressions=[s(g) for g in group_names])), struct_phys,
+                   quoted=True),
+        exp.alias_(fn("regexp_matches", text, s(regex)), matched_phys, quoted=True),
+    ).from_(c.src(rel)), rel.cols, rel, set(taken))
+    cols = list(rel.cols)
+    sels: list[exp.Expression] = [exp.Star()]
+    for (name, t), g in zip(captures, group_names, strict=True):
+        raw = fn("struct_extract", col(struct_phys), s(g))
+        if t == "string":
+            v: exp.Expression = raw
+        else:
+            v = case([(col(matched_phys), convert(Arg(raw, "string"), t))],
+                     cast(exp.Null(), _sql_type(t)))
+        phys = c.namer.physical(name, taken)
+        sels.append(exp.alias_(v, phys, quoted=True))
+        new = Col(name, t, phys)
+        for i, x in enumerate(cols):
+            if x.name == name:
+                cols[i] = new
+                break
+        else:
+            cols.append(new)
+    return c.add(exp.select(*sels).from_(c.src(step)), cols, step, set(taken))
+
+
+def _sql_type(t: str) -> str:
+    from huntsman.kql.types import SQL_TYPES
+    return SQL_TYPES[t]

@@ -1,0 +1,148 @@
+"""``join`` (every kind, ``innerunique`` by default) and ``lookup``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlglot import exp
+
+from huntsman.compiler.scope import Col, Env, Rel, unique_name
+from huntsman.kql import ast as A
+from huntsman.kql.functions.convert import json_text
+from huntsman.kql.functions.sql import Arg, and_, coalesce, col, s
+from huntsman.kql.types import NUMERIC
+
+if TYPE_CHECKING:
+    from huntsman.compiler.compiler import Compiler
+
+KIND_ALIASES = {"anti": "leftanti", "leftantisemi": "leftanti", "rightantisemi": "rightanti"}
+L, R = "__l", "__r"
+
+
+def join_keys(c: Compiler, left: Rel, right: Rel, on: list[A.Expr],
+              node: A.Operator) -> list[tuple[Col, Col]]:
+    keys: list[tuple[Col, Col]] = []
+
+    def side(e: A.Expr) -> tuple[str, str] | None:
+        if isinstance(e, A.Member) and isinstance(e.obj, A.Name) and \
+                e.obj.name in ("$left", "$right"):
+            return e.obj.name, e.name
+        return None
+
+    for cond in on:
+        if isinstance(cond, A.Name):
+            lc, rc = left.col(cond.name), right.col(cond.name)
+            if lc is None or rc is None:
+                where = "left" if lc is None else "right"
+                raise c.semantic_error(f"join: the {where} side has no column named "
+                                       f"'{cond.name}'", cond.pos)
+            keys.append((lc, rc))
+            continue
+        if isinstance(cond, A.Binary) and cond.op == "==":
+            a, b = side(cond.left), side(cond.right)
+            if a and b and a[0] != b[0]:
+                (ls, ln), (_, rn) = (a, b) if a[0] == "$left" else (b, a)
+                del ls
+                lc, rc = left.col(ln), right.col(rn)
+                if lc is None:
+                    raise c.semantic_error(
+                        f"Failed to resolve column or scalar expression named '{ln}' on the "
+                        f"left side of the join", cond.pos)
+                if rc is None:
+                    raise c.semantic_error(
+                        f"Failed to resolve column or scalar expression named '{rn}' on the "
+                        f"right side of the join", cond.pos)
+                keys.append((lc, rc))
+                continue
+        raise c.unsupported("join conditions must be column names or "
+                            "$left.a == $right.b equalities", cond)
+    if not keys:
+        raise c.semantic_error("join needs at least one key", node.pos)
+    for lc, rc in keys:
+        if lc.type != rc.type and not (lc.type in NUMERIC and rc.type in NUMERIC) and \
+                "dynamic" not in (lc.type, rc.type):
+            raise c.semantic_error(f"join: key '{lc.name}' ({lc.type}) cannot be compared "
+                                   f"with '{rc.name}' ({rc.type})", node.pos)
+    return keys
+
+
+def _key_sql(k: Col, alias: str) -> exp.Expression:
+    if k.type == "dynamic":
+        return json_text(Arg(col(k.sql, alias), "dynamic"))
+    return col(k.sql, alias)
+
+
+def _on(keys: list[tuple[Col, Col]], la: str = L, ra: str = R) -> exp.Expression:
+    return and_(*[exp.EQ(this=_key_sql(lc, la), expression=_key_sql(rc, ra))
+                  for lc, rc in keys])
+
+
+def _dedup_left(c: Compiler, rel: Rel, keys: list[Col]) -> Rel:
+    """innerunique: keep one (arbitrary) left row per key."""
+    w = exp.Window(this=exp.Anonymous(this="row_number", expressions=[]),
+                   partition_by=[col(k.sql) for k in keys])
+    sel = exp.select(exp.Star()).from_(c.src(rel)).qualify(exp.EQ(this=w,
+                                                                 expression=exp.Literal.number(1)))
+    return c.add(sel, rel.cols, None, rel.physical)
+
+
+def _project(c: Compiler, left: Rel, right: Rel, right_cols: list[Col], kind: str,
+             on: exp.Expression, join_kind: str, side: str | None) -> Rel:
+    taken: set[str] = set()
+    names: list[str] = []
+    sels: list[exp.Expression] = []
+    cols: list[Col] = []
+    pad_left = kind in ("rightouter", "fullouter")
+    pad_right = kind in ("leftouter", "fullouter")
+    for rel_cols, alias, pad in ((left.cols, L, pad_left), (right_cols, R, pad_right)):
+        for x in rel_cols:
+            name = unique_name(x.name, names)
+            names.append(name)
+            phys = c.namer.physical(name, taken)
+            v: exp.Expression = col(x.sql, alias)
+            if pad and x.type == "string":
+                v = coalesce(v, s(""))
+            sels.append(exp.alias_(v, phys, quoted=True))
+            cols.append(Col(name, x.type, phys))
+    sel = exp.select(*sels).from_(exp.alias_(c.src(left), L, table=True, quoted=True))
+    sel = sel.join(exp.alias_(c.src(right), R, table=True, quoted=True), on=on,
+                   join_type=join_kind)
+    return c.add(sel, cols)
+
+
+def compile_join(c: Compiler, left: Rel, op: A.Join, env: Env) -> Rel:
+    kind = KIND_ALIASES.get(op.kind, op.kind)
+    right = c.tabular(op.right, env)
+    keys = join_keys(c, left, right, op.on, op)
+    if kind == "innerunique":
+        left = _dedup_left(c, left, [lk for lk, _ in keys])
+        kind = "inner"
+    if kind in ("leftsemi", "leftanti", "rightsemi", "rightanti"):
+        keep, other = (left, right) if kind.startswith("left") else (right, left)
+        ka, kb = (L, R)
+        pairs = keys if kind.startswith("left") else [(rk, lk) for lk, rk in keys]
+        taken: set[str] = set()
+        sels, cols = [], []
+        for x in keep.cols:
+            phys = c.namer.physical(x.name, taken)
+            sels.append(exp.alias_(col(x.sql, ka), phys, quoted=True))
+            cols.append(Col(x.name, x.type, phys))
+        sel = exp.select(*sels).from_(exp.alias_(c.src(keep), ka, table=True, quoted=True))
+        sel = sel.join(exp.alias_(c.src(other), kb, table=True, quoted=True),
+                       on=_on(pairs, ka, kb), join_type="SEMI" if "semi" in kind else "ANTI")
+        return c.add(sel, cols)
+    join_type = {"inner": "INNER", "leftouter": "LEFT", "rightouter": "RIGHT",
+                 "fullouter": "FULL"}.get(kind)
+    if join_type is None:
+        raise c.unsupported(f"join kind '{op.kind}' is not supported", op)
+    return _project(c, left, right, right.cols, kind, _on(keys), join_type, None)
+
+
+def compile_lookup(c: Compiler, left: Rel, op: A.Lookup, env: Env) -> Rel:
+    right = c.tabular(op.right, env)
+    keys = join_keys(c, left, right, op.on, op)
+    right_keys = {rk.name for _, rk in keys}
+    right_cols = [x for x in right.cols if x.name not in right_keys]
+    kind = "leftouter" if op.kind == "leftouter" else "inner"
+    return _project(c, left, right, right_cols, kind, _on(keys),
+                    "LEFT" if kind == "leftouter" else "INNER", None)

@@ -1,0 +1,203 @@
+"""``summarize``: GROUP BY with Kusto's output names; multi-column aggregates via structs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlglot import exp
+
+from huntsman.compiler.scalar import ScalarCompiler
+from huntsman.compiler.scope import Col, Env, Rel, unique_name
+from huntsman.kql import ast as A
+from huntsman.kql.functions import ALIASES, FUNCTIONS
+from huntsman.kql.functions.sql import cast_k, coalesce, col, fn, s
+
+if TYPE_CHECKING:
+    from huntsman.compiler.compiler import Compiler
+
+MULTI = {"arg_max", "arg_min", "take_any", "any"}
+
+
+def compile_summarize(c: Compiler, rel: Rel, op: A.Summarize, env: Env) -> Rel:
+    row = ScalarCompiler(c, rel, env)
+    agg = ScalarCompiler(c, rel, env, aggregate=True)
+    taken: set[str] = set()
+    names: list[str] = []
+    cols: list[Col] = []
+    sels: list[exp.Expression] = []
+    group: list[exp.Expression] = []
+
+    for ne in op.by:
+        a = row.compile(ne.expr)
+        if a.type == "dynamic":
+            raise c.semantic_error("summarize: grouping by a dynamic value is not allowed; "
+                                   "convert it with tostring() first", ne.pos)
+        name = ne.names[0] if ne.names else c.default_name(ne.expr, a, names, None)
+        if name in names:
+            raise c.semantic_error(f"summarize: the column '{name}' is defined more than once",
+                                   ne.pos)
+        names.append(name)
+        phys = c.namer.physical(name, taken)
+        cols.append(Col(name, a.type, phys))
+        sels.append(exp.alias_(a.sql, phys, quoted=True))
+        group.append(exp.Literal.number(len(group) + 1))
+
+    by_names = set(names)
+    unpack: list[tuple[str, list[Col], list[str]]] = []  # (struct column, output cols, fields)
+
+    for ne in op.aggs:
+        e = ne.expr
+        fname = ALIASES.get(e.name, e.name) if isinstance(e, A.Call) else None
+        if isinstance(e, A.Call) and fname in MULTI and _is_multi(e):
+            struct_phys, out_cols, fields, sel = _multi(c, row, rel, e, ne, names, taken,
+                                                        by_names)
+            sels.append(sel)
+            unpack.append((struct_phys, out_cols, fields))
+            continue
+        if not _contains_aggregate(e):
+            raise c.semantic_error("summarize: each expression before 'by' must be an "
+                                   "aggregation such as count() or sum(x)", ne.pos)
+        a = agg.compile(e)
+        if ne.names:
+            name = ne.names[0]
+        else:
+            name = _agg_name(c, e, a, names)
+        if name in names:
+            if ne.names:
+                raise c.semantic_error(
+                    f"summarize: the column '{name}' is defined more than once", ne.pos)
+            name = unique_name(name, names)
+        names.append(name)
+        phys = c.namer.physical(name, taken)
+        cols.append(Col(name, a.type, phys))
+        sels.append(exp.alias_(a.sql, phys, quoted=True))
+
+    sel = exp.select(*sels).from_(c.src(rel))
+    if group:
+        sel = sel.group_by(*group)
+    out = c.add(sel, [x for x in cols], physical=set(taken))
+    if not unpack:
+        return out
+    # second step: unpack the struct columns of arg_max/arg_min/take_any
+    final_cols: list[Col] = []
+    outs: list[exp.Expression] = []
+    taken2: set[str] = set()
+    for x in cols:
+        final_cols.append(Col(x.name, x.type, c.namer.physical(x.name, taken2)))
+        outs.append(exp.alias_(col(x.sql), final_cols[-1].sql, quoted=True))
+    for struct_phys, out_cols, fields in unpack:
+        for oc, field in zip(out_cols, fields, strict=True):
+            phys = c.namer.physical(oc.name, taken2)
+            v: exp.Expression = fn("struct_extract", col(struct_phys), s(field))
+            if oc.type == "string":
+                v = coalesce(v, s(""))
+            outs.append(exp.alias_(v, phys, quoted=True))
+            final_cols.append(Col(oc.name, oc.type, phys))
+    # Kusto orders: by-columns, then aggregates in their written order
+    ordered = _reorder(final_cols, op, names)
+    return c.add(exp.select(*outs).from_(c.src(out)), ordered)
+
+
+def _reorder(cols: list[Col], op: A.Summarize, names: list[str]) -> list[Col]:
+    return cols
+
+
+def _is_multi(e: A.Call) -> bool:
+    fname = ALIASES.get(e.name, e.name)
+    if fname in ("arg_max", "arg_min"):
+        return True
+    return any(isinstance(a, A.Star) for a in e.args) or len(e.args) > 1
+
+
+def _multi(c: Compiler, row: ScalarCompiler, rel: Rel, e: A.Call, ne: A.NamedExpr,
+           names: list[str], taken: set[str], by_names: set[str]
+           ) -> tuple[str, list[Col], list[str], exp.Expression]:
+    fname = ALIASES.get(e.name, e.name)
+    is_arg = fname in ("arg_max", "arg_min")
+    args = e.args
+    if is_arg and len(args) < 1:
+        raise c.semantic_error(f"{e.name}() expects an expression to maximize", e.pos)
+    key = row.compile(args[0]) if is_arg else None
+    items: list[tuple[str, exp.Expression, str]] = []  # (name, sql, type)
+    key_name = None
+    if is_arg:
+        assert key is not None
+        key_name = ne.names[0] if ne.names else (
+            c.default_name(args[0], key, names, None))
+        items.append((key_name, key.sql, key.type))
+    rest = args[1:] if is_arg else args
+    for a_node in rest:
+        if isinstance(a_node, A.Star):
+            for col_ in rel.cols:
+                if col_.name in by_names or col_.name == key_name:
+                    continue
+                if any(it[0] == col_.name for it in items):
+                    continue
+                items.append((col_.name, col(col_.sql), col_.type))
+        else:
+            a = row.compile(a_node)
+            nm = c.default_name(a_node, a, [it[0] for it in items], None)
+            items.append((nm, a.sql, a.type))
+    out_cols: list[Col] = []
+    fields: list[str] = []
+    struct_args = []
+    for i, (nm, sql, t) in enumerate(items):
+        final = unique_name(nm, names) if nm in names else nm
+        names.append(final)
+        field = f"f{i}"
+        fields.append(field)
+        out_cols.append(Col(final, t, ""))
+        struct_args.append(exp.PropertyEQ(this=exp.to_identifier(field), expression=sql))
+    struct = exp.Struct(expressions=struct_args)
+    if is_arg:
+        assert key is not None
+        agg_sql = exp.Anonymous(this="arg_max" if fname == "arg_max" else "arg_min",
+                                expressions=[struct, key.sql])
+    else:
+        agg_sql = exp.Anonymous(this="any_value", expressions=[struct])
+    phys = c.namer.physical("__struct", taken)
+    return phys, out_cols, fields, exp.alias_(agg_sql, phys, quoted=True)
+
+
+def _contains_aggregate(e: A.Expr) -> bool:
+    if isinstance(e, A.Call):
+        f = FUNCTIONS.get(e.name)
+        if f is not None and f.kind == "aggregate":
+            return True
+        return any(_contains_aggregate(a) for a in e.args if isinstance(a, A.Expr))
+    if isinstance(e, A.Binary):
+        return _contains_aggregate(e.left) or _contains_aggregate(e.right)
+    if isinstance(e, A.Unary):
+        return _contains_aggregate(e.operand)
+    if isinstance(e, (A.Member, A.Index)):
+        return _contains_aggregate(e.obj)
+    return False
+
+
+def _agg_name(c: Compiler, e: A.Expr, a: object, names: list[str]) -> str:
+    from huntsman.kql.functions import default_result_name
+
+    if isinstance(e, A.Call) and FUNCTIONS.get(e.name) is not None and \
+            FUNCTIONS[e.name].kind == "aggregate":
+        first = e.args[0] if e.args else None
+        first_name = c.path_name(first) if isinstance(first, (A.Name, A.Member, A.Index)) \
+            else None
+        fname = e.name
+        rule_name = default_result_name(fname, first_name)
+        if fname == "count":
+            return "count_"
+        if fname in ("take_any",) and first_name:
+            return first_name
+        if rule_name is not None:
+            if rule_name.endswith("_") or first_name is not None or "_" in rule_name:
+                return rule_name
+        base = {"makeset": "set_", "makelist": "list_"}.get(fname)
+        if base:
+            return base + (first_name or "")
+    i = 1
+    while f"Column{i}" in names:
+        i += 1
+    return f"Column{i}"
+
+
+__all__ = ["compile_summarize", "cast_k"]

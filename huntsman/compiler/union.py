@@ -1,0 +1,88 @@
+"""``union``: columns matched by name, ``kind=outer`` by default, wildcards, ``withsource``."""
+
+from __future__ import annotations
+
+import fnmatch
+from typing import TYPE_CHECKING, Any
+
+from sqlglot import exp
+
+from huntsman.compiler.scope import Col, Env, Rel, RelBinding, TabularBinding
+from huntsman.errors import KqlSemanticError
+from huntsman.kql import ast as A
+from huntsman.kql.functions.sql import col, literal, s
+
+if TYPE_CHECKING:
+    from huntsman.compiler.compiler import Compiler
+
+
+def _expand(c: Compiler, t: A.Tabular, env: Env, fuzzy: bool,
+            index: int) -> list[tuple[str, Rel]]:
+    if isinstance(t, A.TableRef) and "*" in t.name:
+        names = [n for n in c.table_names() if fnmatch.fnmatchcase(n, t.name)]
+        names += [n for n in _let_names(env) if fnmatch.fnmatchcase(n, t.name)]
+        return [(n, c.tabular(A.TableRef(n, pos=t.pos), env)) for n in sorted(set(names))]
+    label = t.name if isinstance(t, A.TableRef) else f"union_arg{index}"
+    try:
+        return [(label, c.tabular(t, env))]
+    except KqlSemanticError:
+        if fuzzy:
+            return []
+        raise
+
+
+def _let_names(env: Env) -> list[str]:
+    out: list[str] = []
+    e: Env | None = env
+    while e is not None:
+        out += [k for k, v in e.names.items() if isinstance(v, (TabularBinding, RelBinding))]
+        e = e.parent
+    return out
+
+
+def compile_union(c: Compiler, first: list[tuple[str, Rel]], tables: list[A.Tabular],
+                  kind: str, withsource: str | None, fuzzy: bool, env: Env, node: Any) -> Rel:
+    branches = list(first)
+    for i, t in enumerate(tables):
+        branches += _expand(c, t, env, fuzzy, i + len(first))
+    if not branches:
+        raise c.semantic_error("union: no table matched", getattr(node, "pos", None))
+    # output schema: by name; same name with different types gets a type suffix (x_long)
+    types_by_name: dict[str, list[str]] = {}
+    order: list[str] = []
+    for _, rel in branches:
+        for x in rel.cols:
+            if x.name not in types_by_name:
+                types_by_name[x.name] = []
+                order.append(x.name)
+            if x.type not in types_by_name[x.name]:
+                types_by_name[x.name].append(x.type)
+    out_names: list[tuple[str, str, str]] = []  # (output name, source name, type)
+    for name in order:
+        ts = types_by_name[name]
+        if kind == "inner" and not all(rel.col(name) is not None for _, rel in branches):
+            continue
+        if len(ts) == 1:
+            out_names.append((name, name, ts[0]))
+        else:
+            out_names += [(f"{name}_{t}", name, t) for t in ts]
+    taken: set[str] = set()
+    cols: list[Col] = []
+    if withsource:
+        cols.append(Col(withsource, "string", c.namer.physical(withsource, taken)))
+    for out, _, t in out_names:
+        cols.append(Col(out, t, c.namer.physical(out, taken)))
+    selects: list[exp.Expression] = []
+    for label, rel in branches:
+        sels: list[exp.Expression] = []
+        if withsource:
+            sels.append(exp.alias_(s(label), cols[0].sql, quoted=True))
+        for (_, src, t), oc in zip(out_names, cols[1:] if withsource else cols, strict=True):
+            x = rel.col(src)
+            v = col(x.sql) if x is not None and x.type == t else literal(None, t)
+            sels.append(exp.alias_(v, oc.sql, quoted=True))
+        selects.append(exp.select(*sels).from_(c.src(rel)))
+    union: exp.Expression = selects[0]
+    for sel in selects[1:]:
+        union = exp.Union(this=union, expression=sel, distinct=False)
+    return c.add(union, cols)

@@ -1,0 +1,206 @@
+"""Aggregation functions (used in ``summarize``) and their lowering to DuckDB aggregates.
+
+``arg_max``/``arg_min``/``take_any`` with several or ``*`` arguments return several columns;
+the compiler expands them (see ``visit_Summarize``); here they are registered for their
+signature and single-column form.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+from huntsman.kql.functions import LowerContext, register
+from huntsman.kql.functions.scalar import dynamic_element
+from huntsman.kql.functions.sql import Arg, cast, coalesce, fn, s
+
+Args = list[Arg]
+
+
+def agg(name: str, *args: exp.Expression, distinct: bool = False,
+        where: exp.Expression | None = None) -> exp.Expression:
+    inner: exp.Expression
+    if distinct:
+        inner = exp.Anonymous(this=name, expressions=[exp.Distinct(expressions=list(args))])
+    else:
+        inner = exp.Anonymous(this=name, expressions=list(args))
+    if where is not None:
+        return exp.Filter(this=inner, expression=exp.Where(this=where))
+    return inner
+
+
+def _not_null(a: Arg) -> exp.Expression:
+    return exp.Not(this=exp.Is(this=a.sql, expression=exp.Null()))
+
+
+@register("count", "any?", "long", kind="aggregate")
+def _count(ctx: LowerContext, a: Args) -> exp.Expression:
+    if a:
+        return agg("count", a[0].sql)
+    return exp.Count(this=exp.Star())
+
+
+@register("countif", "bool", "long", kind="aggregate")
+def _countif(ctx: LowerContext, a: Args) -> exp.Expression:
+    return coalesce(agg("count_if", a[0].sql), cast(exp.Literal.number(0), "BIGINT"))
+
+
+@register("dcount", "any long?", "long", kind="aggregate", aliases=("count_distinct",))
+def _dcount(ctx: LowerContext, a: Args) -> exp.Expression:
+    """Exact distinct count (Kusto estimates with HyperLogLog; we count exactly)."""
+    return agg("count", a[0].sql, distinct=True)
+
+
+@register("dcountif", "any bool long?", "long", kind="aggregate",
+          aliases=("count_distinctif",))
+def _dcountif(ctx: LowerContext, a: Args) -> exp.Expression:
+    return agg("count", a[0].sql, distinct=True, where=a[1].sql)
+
+
+def _sum_type(a: Args) -> str:
+    return "long" if a[0].type in ("int", "long", "bool") else a[0].type
+
+
+@register("sum", "num", _sum_type, kind="aggregate")
+def _sum(ctx: LowerContext, a: Args) -> exp.Expression:
+    out = agg("sum", a[0].sql)
+    return cast(out, "BIGINT") if a[0].type in ("int", "long") else out
+
+
+@register("sumif", "num bool", _sum_type, kind="aggregate")
+def _sumif(ctx: LowerContext, a: Args) -> exp.Expression:
+    out = agg("sum", a[0].sql, where=a[1].sql)
+    return cast(out, "BIGINT") if a[0].type in ("int", "long") else out
+
+
+def _same(a: Args) -> str:
+    return a[0].type
+
+
+@register("min", "any", _same, kind="aggregate")
+def _min(ctx: LowerContext, a: Args) -> exp.Expression:
+    out = agg("min", a[0].sql)
+    return coalesce(out, s("")) if a[0].type == "string" else out
+
+
+@register("max", "any", _same, kind="aggregate")
+def _max(ctx: LowerContext, a: Args) -> exp.Expression:
+    out = agg("max", a[0].sql)
+    return coalesce(out, s("")) if a[0].type == "string" else out
+
+
+@register("minif", "any bool", _same, kind="aggregate")
+def _minif(ctx: LowerContext, a: Args) -> exp.Expression:
+    out = agg("min", a[0].sql, where=a[1].sql)
+    return coalesce(out, s("")) if a[0].type == "string" else out
+
+
+@register("maxif", "any bool", _same, kind="aggregate")
+def _maxif(ctx: LowerContext, a: Args) -> exp.Expression:
+    out = agg("max", a[0].sql, where=a[1].sql)
+    return coalesce(out, s("")) if a[0].type == "string" else out
+
+
+@register("avg", "num", "real", kind="aggregate")
+def _avg(ctx: LowerContext, a: Args) -> exp.Expression:
+    return agg("avg", cast(a[0].sql, "DOUBLE"))
+
+
+@register("avgif", "num bool", "real", kind="aggregate")
+def _avgif(ctx: LowerContext, a: Args) -> exp.Expression:
+    return agg("avg", cast(a[0].sql, "DOUBLE"), where=a[1].sql)
+
+
+def _json_list(values: exp.Expression) -> exp.Expression:
+    return coalesce(cast(fn("to_json", values), "JSON"), cast(s("[]"), "JSON"))
+
+
+def _element(a: Arg) -> exp.Expression:
+    return dynamic_element(a)
+
+
+@register("make_set", "any long?", "dynamic", kind="aggregate", aliases=("makeset",))
+def _make_set(ctx: LowerContext, a: Args) -> exp.Expression:
+    """Distinct values as a dynamic array (nulls ignored)."""
+    values = agg("list", _element(a[0]), distinct=True, where=_not_null(a[0]))
+    if len(a) > 1:
+        values = fn("list_slice", values, exp.Literal.number(1), a[1].sql)
+    return _json_list(values)
+
+
+@register("make_set_if", "any bool long?", "dynamic", kind="aggregate")
+def _make_set_if(ctx: LowerContext, a: Args) -> exp.Expression:
+    cond = exp.And(this=_not_null(a[0]), expression=a[1].sql)
+    values = agg("list", _element(a[0]), distinct=True, where=cond)
+    if len(a) > 2:
+        values = fn("list_slice", values, exp.Literal.number(1), a[2].sql)
+    return _json_list(values)
+
+
+@register("make_list", "any long?", "dynamic", kind="aggregate", aliases=("makelist",))
+def _make_list(ctx: LowerContext, a: Args) -> exp.Expression:
+    values = agg("list", _element(a[0]), where=_not_null(a[0]))
+    if len(a) > 1:
+        values = fn("list_slice", values, exp.Literal.number(1), a[1].sql)
+    return _json_list(values)
+
+
+@register("make_list_if", "any bool long?", "dynamic", kind="aggregate")
+def _make_list_if(ctx: LowerContext, a: Args) -> exp.Expression:
+    cond = exp.And(this=_not_null(a[0]), expression=a[1].sql)
+    values = agg("list", _element(a[0]), where=cond)
+    if len(a) > 2:
+        values = fn("list_slice", values, exp.Literal.number(1), a[2].sql)
+    return _json_list(values)
+
+
+@register("make_list_with_nulls", "any", "dynamic", kind="aggregate")
+def _make_list_with_nulls(ctx: LowerContext, a: Args) -> exp.Expression:
+    return _json_list(agg("list", _element(a[0])))
+
+
+@register("make_bag", "dynamic long?", "dynamic", kind="aggregate")
+def _make_bag(ctx: LowerContext, a: Args) -> exp.Expression:
+    """Merges the property bags of the group (for a repeated key, one of its values)."""
+    bags = agg("list", a[0].sql, where=exp.EQ(this=fn("json_type", a[0].sql),
+                                              expression=s("OBJECT")))
+    merge = exp.Lambda(this=fn("json_merge_patch", exp.column("x"), exp.column("y")),
+                       expressions=[exp.to_identifier("x"), exp.to_identifier("y")])
+    return coalesce(cast(fn("list_reduce", bags, merge), "JSON"), cast(s("{}"), "JSON"))
+
+
+@register("any", "any any*", _same, kind="aggregate", aliases=("take_any",))
+def _any(ctx: LowerContext, a: Args) -> exp.Expression:
+    return agg("any_value", a[0].sql)
+
+
+@register("anyif", "any bool", _same, kind="aggregate", aliases=("take_anyif",))
+def _anyif(ctx: LowerContext, a: Args) -> exp.Expression:
+    return agg("any_value", a[0].sql, where=a[1].sql)
+
+
+@register("arg_max", "any any any*", _same, kind="aggregate", aliases=("argmax",))
+def _arg_max(ctx: LowerContext, a: Args) -> exp.Expression:
+    return agg("max", a[0].sql)
+
+
+@register("arg_min", "any any any*", _same, kind="aggregate", aliases=("argmin",))
+def _arg_min(ctx: LowerContext, a: Args) -> exp.Expression:
+    return agg("min", a[0].sql)
+
+
+@register("stdev", "num", "real", kind="aggregate")
+def _stdev(ctx: LowerContext, a: Args) -> exp.Expression:
+    return agg("stddev_samp", cast(a[0].sql, "DOUBLE"))
+
+
+@register("variance", "num", "real", kind="aggregate")
+def _variance(ctx: LowerContext, a: Args) -> exp.Expression:
+    return agg("var_samp", cast(a[0].sql, "DOUBLE"))
+
+
+@register("percentile", "num num", "real", kind="aggregate")
+def _percentile(ctx: LowerContext, a: Args) -> exp.Expression:
+    """Nearest-rank percentile (as Kusto), via DuckDB's quantile_disc."""
+    if not a[1].is_const:
+        raise ctx.semantic_error("percentile(): the percentage must be a constant")
+    return agg("quantile_disc", a[0].sql, exp.Literal.number(float(a[1].const) / 100.0))
