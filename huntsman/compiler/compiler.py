@@ -154,11 +154,39 @@ class Compiler:
 
     def function_is_tabular(self, b: FunctionBinding) -> bool:
         last = b.fn.body[-1]
-        return isinstance(last, A.QueryStatement) and isinstance(last.query, A.Tabular)
+        if not isinstance(last, A.QueryStatement) or not isinstance(last.query, A.Tabular):
+            return False
+        return not (isinstance(last.query, (A.TableRef, A.TabularCall))
+                    and self.looks_scalar(last.query, b))
+
+    def looks_scalar(self, q: A.TableRef | A.TabularCall, b: FunctionBinding) -> bool:
+        """A body that is a bare name or call (``{ x }``, ``{ trim("1", s) }``) is scalar
+        unless the name is a table or a tabular function."""
+        if any(p.name == q.name and not p.tabular for p in b.fn.params):
+            return True
+        if any(p.name == q.name and p.tabular for p in b.fn.params):
+            return False
+        for st in b.fn.body[:-1]:
+            if isinstance(st, A.Let) and st.name == q.name:
+                v = st.value
+                if isinstance(v, A.FunctionDef):
+                    return not self.function_is_tabular(FunctionBinding(v, b.env))
+                return not isinstance(v, A.Tabular) or isinstance(v, (A.TableRef,
+                                                                       A.TabularCall))
+        inner = b.env.lookup(q.name)
+        if isinstance(inner, (TabularBinding, RelBinding)):
+            return False
+        if isinstance(inner, FunctionBinding):
+            return not self.function_is_tabular(inner)
+        if isinstance(inner, ScalarBinding):
+            return True
+        if isinstance(q, A.TabularCall):
+            return q.name in FUNCTIONS
+        return not self.has_table(q.name)
 
     def bind_function_args(self, name: str, b: FunctionBinding, args: list[A.Expr],
                            caller: ScalarCompiler | None, node: Any,
-                           input_rel: Rel | None = None) -> Env:
+                           input_rel: Rel | None = None, caller_env: Env | None = None) -> Env:
         params = b.fn.params
         env = b.env.child()
         given = list(args)
@@ -171,9 +199,26 @@ class Compiler:
         if len(given) > len(params):
             raise self.semantic_error(f"The function '{name}' expects {len(params)} "
                                       f"argument(s), got {len(given)}", getattr(node, "pos", None))
-        sc = caller or ScalarCompiler(self, None, env)
+        arg_names = list(getattr(node, "arg_names", None) or [])
+        if any(arg_names):
+            by_name: dict[str, A.Expr] = {}
+            positional: list[A.Expr] = []
+            for a, an in zip(given, arg_names + [None] * len(given), strict=False):
+                if an is None:
+                    positional.append(a)
+                elif not any(p.name == an for p in params):
+                    raise self.semantic_error(f"The function '{name}' has no parameter "
+                                              f"named '{an}'", getattr(node, "pos", None))
+                else:
+                    by_name[an] = a
+            ordered: list[A.Expr | None] = []
+            pos_iter = iter(positional)
+            for p in params:
+                ordered.append(by_name[p.name] if p.name in by_name else next(pos_iter, None))
+            given = ordered  # type: ignore[assignment]
+        sc = caller or ScalarCompiler(self, None, caller_env or b.env)
         for i, p in enumerate(params):
-            if i < len(given):
+            if i < len(given) and given[i] is not None:
                 arg = given[i]
                 if p.tabular:
                     q = arg if isinstance(arg, A.Tabular) else self.expr_as_tabular(arg)
@@ -257,7 +302,7 @@ class Compiler:
                 b.rel = rel
             return b.rel
         if isinstance(b, FunctionBinding):
-            return self.call_tabular_function(name, b, [], node)
+            return self.call_tabular_function(name, b, [], node, caller_env=env)
         if isinstance(b, ScalarBinding):
             raise self.semantic_error(f"'{name}' is a scalar value, not a table", node.pos)
         cols = self.lookup_table(name)
@@ -270,15 +315,16 @@ class Compiler:
     def visit_TabularCall(self, node: A.TabularCall, env: Env) -> Rel:
         b = env.lookup(node.name)
         if isinstance(b, FunctionBinding):
-            return self.call_tabular_function(node.name, b, node.args, node)
+            return self.call_tabular_function(node.name, b, node.args, node, caller_env=env)
         if node.name in FUNCTIONS:
             raise self.semantic_error(f"'{node.name}' is a scalar function, not a table",
                                       node.pos)
         raise self.semantic_error(f"Unknown function: '{node.name}'", node.pos)
 
     def call_tabular_function(self, name: str, b: FunctionBinding, args: list[A.Expr],
-                              node: Any, input_rel: Rel | None = None) -> Rel:
-        env = self.bind_function_args(name, b, args, None, node, input_rel)
+                              node: Any, input_rel: Rel | None = None,
+                              caller_env: Env | None = None) -> Rel:
+        env = self.bind_function_args(name, b, args, None, node, input_rel, caller_env)
         for st in b.fn.body[:-1]:
             self.statement(st, env)
         last = b.fn.body[-1]
@@ -676,8 +722,10 @@ class Compiler:
                                               quoted=True)).from_(self.src(rel)), [c])
 
     def visit_As(self, rel: Rel, op: A.As, env: Env) -> Rel:
-        env.names[op.name] = RelBinding(rel)
-        return rel
+        out = Rel(rel.source, rel.cols, rel.physical, rel.order, rel.serialized, rel.render,
+                  alias=op.name)
+        env.names[op.name] = RelBinding(out)
+        return out
 
     def visit_Render(self, rel: Rel, op: A.Render, env: Env) -> Rel:
         out = Rel(rel.source, rel.cols, rel.physical, rel.order, rel.serialized)
@@ -704,7 +752,8 @@ class Compiler:
         b = env.lookup(op.name)
         if not isinstance(b, FunctionBinding):
             raise self.semantic_error(f"Unknown function: '{op.name}'", op.pos)
-        return self.call_tabular_function(op.name, b, op.args, op, input_rel=rel)
+        return self.call_tabular_function(op.name, b, op.args, op, input_rel=rel,
+                                          caller_env=env)
 
     def visit_Unsupported(self, rel: Rel, op: A.Unsupported, env: Env) -> Rel:
         raise self.unsupported(f"The '{op.name}' operator is not supported yet", op)
@@ -727,7 +776,8 @@ class Compiler:
 
     def visit_Union(self, rel: Rel, op: A.Union, env: Env) -> Rel:
         from huntsman.compiler.union import compile_union
-        return compile_union(self, [("", rel)], op.tables, op.kind, op.withsource,
+        label = rel.source if not rel.source.startswith("__") else "union_arg0"
+        return compile_union(self, [(label, rel)], op.tables, op.kind, op.withsource,
                              op.isfuzzy, env, op)
 
     def visit_UnionSource(self, node: A.UnionSource, env: Env) -> Rel:

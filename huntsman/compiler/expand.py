@@ -46,7 +46,10 @@ def compile_mv_expand(c: Compiler, rel: Rel, op: A.MvExpand, env: Env) -> Rel:
             name = a.name or ne.expr.name
         else:
             name = c.default_name(ne.expr, a, [x.name for x in cols], None)
-        v = json_value(a) if a.type == "dynamic" else to_dynamic(a)
+        if a.type != "dynamic":
+            raise c.semantic_error(f"mv-expand: '{name}' is of type {a.type}; it expands only "
+                                   f"dynamic arrays or property bags", ne.pos)
+        v = json_value(a)
         lst = _as_list(v, op.bagexpansion)
         if limit is not None:
             lst = fn("list_slice", lst, n(1), limit)
@@ -112,8 +115,8 @@ def parse_regex(op: A.ParseOp) -> tuple[str, list[tuple[str, str]]]:
             captures.append((name, t))
             if t in _TYPE_REGEX:
                 parts.append(_TYPE_REGEX[t])
-            elif last and op.kind != "regex":
-                parts.append("(.*)")
+            elif (last and op.kind != "regex") or op.kind == "regex":
+                parts.append("(.*)" if op.kind == "regex" or last else "(.*?)")
             else:
                 parts.append("(.*?)")
     flags = ""
@@ -134,10 +137,6 @@ def compile_parse(c: Compiler, rel: Rel, op: A.ParseOp, env: Env) -> Rel:
     regex, captures = parse_regex(op)
     if not captures:
         return rel
-    try:
-        re.compile(regex.replace("(?U)", ""))
-    except re.error as err:
-        raise c.semantic_error(f"parse: invalid regular expression: {err}", op.pos) from None
     taken = set(rel.physical)
     group_names = [f"g{i}" for i in range(len(captures))]
     struct_phys = c.namer.physical("__parsed", taken)

@@ -29,7 +29,7 @@ def join_keys(c: Compiler, left: Rel, right: Rel, on: list[A.Expr],
             return e.obj.name, e.name
         return None
 
-    for cond in on:
+    for cond in _flatten_and(on):
         if isinstance(cond, A.Name):
             lc, rc = left.col(cond.name), right.col(cond.name)
             if lc is None or rc is None:
@@ -54,8 +54,8 @@ def join_keys(c: Compiler, left: Rel, right: Rel, on: list[A.Expr],
                         f"right side of the join", cond.pos)
                 keys.append((lc, rc))
                 continue
-        raise c.unsupported("join conditions must be column names or "
-                            "$left.a == $right.b equalities", cond)
+        raise c.semantic_error("join: each condition must be a column name or an equality "
+                               "$left.a == $right.b", cond.pos)
     if not keys:
         raise c.semantic_error("join needs at least one key", node.pos)
     for lc, rc in keys:
@@ -75,6 +75,21 @@ def _key_sql(k: Col, alias: str) -> exp.Expression:
 def _on(keys: list[tuple[Col, Col]], la: str = L, ra: str = R) -> exp.Expression:
     return and_(*[exp.EQ(this=_key_sql(lc, la), expression=_key_sql(rc, ra))
                   for lc, rc in keys])
+
+
+def _aliased(c: Compiler, rel: Rel, alias: str) -> exp.Table:
+    return exp.Table(this=c.src(rel), alias=exp.TableAlias(this=exp.to_identifier(alias,
+                                                                                  quoted=True)))
+
+
+def _flatten_and(on: list[A.Expr]) -> list[A.Expr]:
+    out: list[A.Expr] = []
+    for e in on:
+        if isinstance(e, A.Binary) and e.op == "and":
+            out += _flatten_and([e.left, e.right])
+        else:
+            out.append(e)
+    return out
 
 
 def _dedup_left(c: Compiler, rel: Rel, keys: list[Col]) -> Rel:
@@ -104,8 +119,8 @@ def _project(c: Compiler, left: Rel, right: Rel, right_cols: list[Col], kind: st
                 v = coalesce(v, s(""))
             sels.append(exp.alias_(v, phys, quoted=True))
             cols.append(Col(name, x.type, phys))
-    sel = exp.select(*sels).from_(exp.alias_(c.src(left), L, table=True, quoted=True))
-    sel = sel.join(exp.alias_(c.src(right), R, table=True, quoted=True), on=on,
+    sel = exp.select(*sels).from_(_aliased(c, left, L))
+    sel = sel.join(_aliased(c, right, R), on=on,
                    join_type=join_kind)
     return c.add(sel, cols)
 
@@ -127,8 +142,8 @@ def compile_join(c: Compiler, left: Rel, op: A.Join, env: Env) -> Rel:
             phys = c.namer.physical(x.name, taken)
             sels.append(exp.alias_(col(x.sql, ka), phys, quoted=True))
             cols.append(Col(x.name, x.type, phys))
-        sel = exp.select(*sels).from_(exp.alias_(c.src(keep), ka, table=True, quoted=True))
-        sel = sel.join(exp.alias_(c.src(other), kb, table=True, quoted=True),
+        sel = exp.select(*sels).from_(_aliased(c, keep, ka))
+        sel = sel.join(_aliased(c, other, kb),
                        on=_on(pairs, ka, kb), join_type="SEMI" if "semi" in kind else "ANTI")
         return c.add(sel, cols)
     join_type = {"inner": "INNER", "leftouter": "LEFT", "rightouter": "RIGHT",
@@ -139,6 +154,9 @@ def compile_join(c: Compiler, left: Rel, op: A.Join, env: Env) -> Rel:
 
 
 def compile_lookup(c: Compiler, left: Rel, op: A.Lookup, env: Env) -> Rel:
+    if op.kind not in ("leftouter", "inner"):
+        raise c.semantic_error(f"lookup: kind must be 'leftouter' or 'inner', not '{op.kind}'",
+                               op.pos)
     right = c.tabular(op.right, env)
     keys = join_keys(c, left, right, op.on, op)
     right_keys = {rk.name for _, rk in keys}

@@ -46,6 +46,15 @@ TERM = r"[^\pL\pN]"
 LIKE_SPECIAL = re.compile(r"([\\%_])")
 
 
+_ATOMS = (exp.Column, exp.Literal, exp.Anonymous, exp.Cast, exp.TryCast, exp.Paren,
+          exp.Boolean, exp.Null, exp.Func, exp.Subquery, exp.Window)
+
+
+def p(e: exp.Expression) -> exp.Expression:
+    """Parenthesize a compound operand: sqlglot does not add parentheses by precedence."""
+    return e if isinstance(e, _ATOMS) and not isinstance(e, exp.Binary) else exp.Paren(this=e)
+
+
 def like_escape(text: str) -> str:
     return LIKE_SPECIAL.sub(r"\\\1", text)
 
@@ -173,7 +182,7 @@ class ScalarCompiler:
         a = self.compile(e.operand)
         if a.type not in NUMERIC and a.type != "timespan":
             raise self.error(f"Unary '-' is not defined for {a.type}", e)
-        return Arg(exp.Neg(this=exp.Paren(this=a.sql)), a.type)
+        return Arg(exp.Neg(this=p(a.sql)), a.type)
 
     def visit_Binary(self, e: A.Binary) -> Arg:
         op = e.op
@@ -183,8 +192,7 @@ class ScalarCompiler:
                 if side.type != "bool":
                     raise self.error(f"'{op}' expects bool operands, not {side.type}", e)
             node = exp.And if op == "and" else exp.Or
-            return Arg(node(this=exp.Paren(this=left.sql), expression=exp.Paren(this=right.sql)),
-                       "bool")
+            return Arg(node(this=p(left.sql), expression=p(right.sql)), "bool")
         left, right = self.compile(e.left), self.compile(e.right)
         if op in ("==", "!=", "<", "<=", ">", ">="):
             return self.compare(op, left, right, e)
@@ -216,14 +224,30 @@ class ScalarCompiler:
         left, right, t = self.coerce_pair(left, right, node)
         nodes = {"==": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT,
                  ">=": exp.GTE}
-        out: exp.Expression = nodes[op](this=left.sql, expression=right.sql)
-        nullable = t != "string"
-        if op in ("==", "!=") and nullable and guard:
-            # Kusto's equality is total: null == x is false, null != x is true
-            out = coalesce(out, exp.false() if op == "==" else exp.true())
-        elif op == "!=" and nullable:
-            out = coalesce(out, exp.true())
-        return Arg(out, "bool")
+        L, R = p(left.sql), p(right.sql)
+        out: exp.Expression = nodes[op](this=L, expression=R)
+        if op not in ("==", "!=") or t == "string":
+            return Arg(out, "bool")
+        # Kusto's equality is total when one side is null (== false, != true); null == null
+        # stays null. In a `where` conjunct a null `==` is dropped anyway, so no guard there.
+        lnull = left.is_const and left.const is None
+        rnull = right.is_const and right.const is None
+        if lnull or rnull:
+            other = right if lnull else left
+            if lnull and rnull:
+                return Arg(cast(exp.Null(), "BOOLEAN"), "bool")
+            return Arg(case([(exp.Is(this=p(other.sql), expression=exp.Null()),
+                              cast(exp.Null(), "BOOLEAN"))],
+                            exp.false() if op == "==" else exp.true()), "bool")
+        if op == "==" and not guard:
+            return Arg(out, "bool")
+        value = exp.false() if op == "==" else exp.true()
+        if left.is_const or right.is_const:
+            return Arg(coalesce(out, value), "bool")
+        both_null = and_(exp.Is(this=L, expression=exp.Null()),
+                         exp.Is(this=R.copy(), expression=exp.Null()))
+        return Arg(case([(both_null, cast(exp.Null(), "BOOLEAN"))], coalesce(out, value)),
+                   "bool")
 
     def arithmetic(self, op: str, left: Arg, right: Arg, node: Any) -> Arg:
         lt, rt = left.type, right.type
@@ -231,7 +255,7 @@ class ScalarCompiler:
             left, lt = Arg(convert(left, "real"), "real"), "real"
         if rt == "dynamic" and lt in NUMERIC:
             right, rt = Arg(convert(right, "real"), "real"), "real"
-        L, R = left.sql, right.sql
+        L, R = p(left.sql), p(right.sql)
         if lt in NUMERIC and rt in NUMERIC:
             t = numeric_result(lt, rt)
             if op == "+":
@@ -244,6 +268,12 @@ class ScalarCompiler:
                 if t in INTEGRAL:
                     return Arg(exp.IntDiv(this=L, expression=R), t)
                 return Arg(exp.Div(this=cast(L, "DOUBLE"), expression=R), t)
+            if t in INTEGRAL:
+                # Kusto's modulo is never negative: -14 % 12 == 10, 14 % -12 == 2
+                m = fn("abs", R)
+                return Arg(exp.Mod(this=exp.Paren(this=exp.Add(
+                    this=exp.Mod(this=L, expression=m), expression=m.copy())),
+                    expression=m.copy()), t)
             return Arg(exp.Mod(this=L, expression=R), t)
         if lt == "datetime" and rt == "timespan" and op in ("+", "-"):
             node_cls = exp.Add if op == "+" else exp.Sub
@@ -345,13 +375,14 @@ class ScalarCompiler:
         hi = self.compile(e.high)
         if v.type == "datetime" and hi.type == "timespan":
             hi = Arg(exp.Add(this=lo.sql, expression=fn("to_microseconds", hi.sql)), "datetime")
+        if v.type not in ("long", "int", "real", "decimal", "datetime", "timespan", "dynamic"):
+            raise self.error(f"between expects numbers, datetimes or timespans, not {v.type}",
+                             e)
         v1, lo, _ = self.coerce_pair(v, lo, e)
         v2, hi, _ = self.coerce_pair(v, hi, e)
-        out: exp.Expression = exp.Between(this=v1.sql, low=lo.sql, high=hi.sql)
+        out: exp.Expression = exp.Between(this=p(v1.sql), low=p(lo.sql), high=p(hi.sql))
         if e.negated:
             out = exp.Not(this=exp.Paren(this=out))
-            if v.type != "string":
-                out = coalesce(out, exp.true())
         return Arg(out, "bool")
 
     def visit_InExpr(self, e: A.InExpr) -> Arg:
@@ -433,7 +464,7 @@ class ScalarCompiler:
         sub = exp.select(val).from_(exp.to_identifier(rel.source, quoted=True)).where(
             exp.Not(this=exp.Is(this=sub_arg.sql, expression=exp.Null())))
         lhs = fn("lower", left.sql) if ci else left.sql
-        out: exp.Expression = exp.In(this=lhs, query=sub)
+        out: exp.Expression = exp.In(this=lhs, query=exp.Subquery(this=sub))
         if left.type != "string":
             out = coalesce(out, exp.false())
         if negate:
@@ -442,8 +473,9 @@ class ScalarCompiler:
 
     def has_any_all(self, op: str, left: Arg, e: A.InExpr) -> Arg:
         L = self.as_text(left, e)
-        if e.subquery is not None:
-            raise self.c.unsupported(f"'{op}' with a tabular subquery is not supported", e)
+        if e.subquery is not None or (len(e.items) == 1 and isinstance(e.items[0], A.Name)
+                                      and self.is_tabular_name(e.items[0].name)):
+            return self.has_any_subquery(op, L, e)
         items = self.in_items(e.items)
         consts: list[str] = []
         for it in items:
@@ -466,6 +498,30 @@ class ScalarCompiler:
         for t in sorted(set(terms), key=lambda t: (-len(t), t)):
             alts.append(term_regex(t, ci=False))
         return Arg(fn("regexp_matches", L.sql, s("(?i)(?:" + "|".join(alts) + ")")), "bool")
+
+    def has_any_subquery(self, op: str, L: Arg, e: A.InExpr) -> Arg:
+        q = e.subquery if e.subquery is not None else A.TableRef(
+            e.items[0].name, pos=e.pos)  # type: ignore[attr-defined]
+        rel = self.c.tabular(q, self.env)
+        alias = "__terms"
+        term = self.as_text(Arg(col(rel.cols[0].sql, alias), rel.cols[0].type), e)
+        outer = self.rel.source if self.rel is not None else None
+
+        def qualify(node: exp.Expression) -> exp.Expression:
+            if isinstance(node, exp.Column) and not node.table and outer:
+                return col(node.name, outer)
+            return node
+
+        text = L.sql.copy().transform(qualify) if self.table_alias is None else L.sql
+        hit = self.string_match_dynamic("has", False, text, term.sql)
+        source = exp.Table(this=exp.to_identifier(rel.source, quoted=True),
+                           alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+        if op == "has_any":
+            sub = exp.select(exp.Literal.number(1)).from_(source).where(hit)
+            return Arg(exp.Exists(this=sub), "bool")
+        miss = exp.select(exp.Literal.number(1)).from_(source).where(
+            exp.Not(this=exp.Paren(this=hit)))
+        return Arg(exp.Not(this=exp.Exists(this=miss)), "bool")
 
     # ------------------------------------------------------------ calls
 
@@ -550,14 +606,22 @@ class ScalarCompiler:
             self.c.statement(st, env)
         last = body[-1]
         assert isinstance(last, A.QueryStatement)
-        if isinstance(last.query, A.Tabular):
-            raise self.error(f"The function '{name}' returns a table and cannot be used as a "
-                             f"scalar value", node)
+        query = last.query
+        if isinstance(query, A.Tabular):
+            if self.c.function_is_tabular(b):
+                raise self.error(f"The function '{name}' returns a table and cannot be used "
+                                 f"as a scalar value", node)
+            assert isinstance(query, (A.TableRef, A.TabularCall))
+            query = A.Name(query.name, pos=query.pos) if isinstance(query, A.TableRef) \
+                else A.Call(query.name, query.args, pos=query.pos)
+        # the body sees the parameters and the caller's row: columns shadow nothing here
         inner = ScalarCompiler(self.c, self.rel, env, aggregate=self.aggregate,
                                table_alias=self.table_alias, window_ok=self.window_ok)
-        return inner.compile(last.query)
+        return inner.compile(query)
 
     def toscalar(self, e: A.Call) -> Arg:
+        if len(e.args) == 1 and not isinstance(e.args[0], A.Subquery):
+            return self.compile(e.args[0])
         if len(e.args) != 1 or not isinstance(e.args[0], A.Subquery):
             raise self.error("toscalar() expects a tabular expression", e)
         rel = self.c.tabular(e.args[0].query, self.env)

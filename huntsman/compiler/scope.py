@@ -33,6 +33,7 @@ class Rel:
     order: list[exp.Ordered] | None = None  # row order, over physical columns, if serialized
     serialized: bool = False
     render: dict[str, Any] | None = None
+    alias: str | None = None  # the name given by `as`, used by union withsource
 
     def col(self, name: str) -> Col | None:
         for c in self.cols:

@@ -54,6 +54,8 @@ def compile_summarize(c: Compiler, rel: Rel, op: A.Summarize, env: Env) -> Rel:
             sels.append(sel)
             unpack.append((struct_phys, out_cols, fields))
             continue
+        if isinstance(e, A.Call) and e.name not in FUNCTIONS and env.lookup(e.name) is None:
+            raise c.semantic_error(f"Unknown function: '{e.name}'", e.pos)
         if not _contains_aggregate(e):
             raise c.semantic_error("summarize: each expression before 'by' must be an "
                                    "aggregation such as count() or sum(x)", ne.pos)
@@ -151,8 +153,10 @@ def _multi(c: Compiler, row: ScalarCompiler, rel: Rel, e: A.Call, ne: A.NamedExp
     struct = exp.Struct(expressions=struct_args)
     if is_arg:
         assert key is not None
-        agg_sql = exp.Anonymous(this="arg_max" if fname == "arg_max" else "arg_min",
-                                expressions=[struct, key.sql])
+        # a group whose keys are all null still yields a row (Kusto keeps one)
+        agg_sql = coalesce(exp.Anonymous(this="arg_max" if fname == "arg_max" else "arg_min",
+                                         expressions=[struct, key.sql]),
+                           exp.Anonymous(this="any_value", expressions=[struct.copy()]))
     else:
         agg_sql = exp.Anonymous(this="any_value", expressions=[struct])
     phys = c.namer.physical("__struct", taken)
@@ -185,7 +189,7 @@ def _agg_name(c: Compiler, e: A.Expr, a: object, names: list[str]) -> str:
         fname = e.name
         rule_name = default_result_name(fname, first_name)
         if fname == "count":
-            return "count_"
+            return f"count_{first_name or ''}"
         if fname in ("take_any",) and first_name:
             return first_name
         if rule_name is not None:

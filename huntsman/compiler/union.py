@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from huntsman.compiler.scope import Col, Env, Rel, RelBinding, TabularBinding
+from huntsman.compiler.scope import Col, Env, FunctionBinding, Rel, RelBinding, TabularBinding
 from huntsman.errors import KqlSemanticError
 from huntsman.kql import ast as A
 from huntsman.kql.functions.sql import col, literal, s
@@ -24,7 +24,8 @@ def _expand(c: Compiler, t: A.Tabular, env: Env, fuzzy: bool,
         return [(n, c.tabular(A.TableRef(n, pos=t.pos), env)) for n in sorted(set(names))]
     label = t.name if isinstance(t, A.TableRef) else f"union_arg{index}"
     try:
-        return [(label, c.tabular(t, env))]
+        rel = c.tabular(t, env)
+        return [(rel.alias or label, rel)]
     except KqlSemanticError:
         if fuzzy:
             return []
@@ -35,14 +36,15 @@ def _let_names(env: Env) -> list[str]:
     out: list[str] = []
     e: Env | None = env
     while e is not None:
-        out += [k for k, v in e.names.items() if isinstance(v, (TabularBinding, RelBinding))]
+        out += [k for k, v in e.names.items() if isinstance(v, (TabularBinding, RelBinding))
+                or (isinstance(v, FunctionBinding) and v.fn.view and not v.fn.params)]
         e = e.parent
     return out
 
 
 def compile_union(c: Compiler, first: list[tuple[str, Rel]], tables: list[A.Tabular],
                   kind: str, withsource: str | None, fuzzy: bool, env: Env, node: Any) -> Rel:
-    branches = list(first)
+    branches = [(rel.alias or label, rel) for label, rel in first]
     for i, t in enumerate(tables):
         branches += _expand(c, t, env, fuzzy, i + len(first))
     if not branches:

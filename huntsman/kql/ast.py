@@ -42,6 +42,7 @@ class Star(Expr):
 class Call(Expr):
     name: str
     args: list[Expr]
+    arg_names: list[str | None] = field(default_factory=list)  # f(x = 1): named arguments
 
 
 @dataclass
@@ -135,6 +136,7 @@ class TabularCall(Tabular):
 
     name: str
     args: list[Expr]
+    arg_names: list[str | None] = field(default_factory=list)
 
 
 @dataclass

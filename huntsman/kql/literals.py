@@ -34,8 +34,14 @@ _TS_UNIT = re.compile(r"^(-)?(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]+)?$")
 def parse_datetime(body: str) -> datetime | None:
     """Parse a Kusto datetime literal body; returns None for ``null``; raises ValueError."""
     s = body.strip()
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":
+        s = s[1:-1].strip()
     if s.lower() == "null":
         return None
+    for suffix in (" GMT", " UTC", " Z"):
+        if s.endswith(suffix) and not s.startswith(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat",
+                                                    "Sun")):
+            s = s[: -len(suffix)].strip()
     m = _ISO.match(s)
     if m:
         y, mo, d, h, mi, sec, frac, tz = m.groups()
@@ -61,7 +67,9 @@ def parse_datetime(body: str) -> datetime | None:
         if dt.tzinfo is not None:
             dt = dt.astimezone(UTC).replace(tzinfo=None)
         return dt
-    for fmt in ("%A, %d-%b-%y %H:%M:%S GMT", "%d %b %Y %H:%M:%S", "%Y%m%d", "%Y%m%d %H:%M:%S"):
+    for fmt in ("%A, %d-%b-%y %H:%M:%S GMT", "%d-%b-%y %H:%M:%S", "%d-%b-%y %H:%M",
+                "%d %b %Y %H:%M:%S", "%d %b %Y %H:%M", "%Y%m%d", "%Y%m%d %H:%M:%S",
+                "%m-%d-%Y", "%m-%d-%Y %H:%M:%S", "%m/%d/%Y %H:%M:%S"):
         try:
             return datetime.strptime(s, fmt)
         except ValueError:
@@ -119,8 +127,5 @@ def format_timespan(ticks: int) -> str:
 
 
 def format_datetime_iso(dt: datetime) -> str:
-    """Kusto's display form of a datetime: ``2020-01-01T00:00:00Z`` (fraction when non-zero)."""
-    base = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    if dt.microsecond:
-        base += f".{dt.microsecond:06d}".rstrip("0")
-    return base + "Z"
+    """Kusto's text form of a datetime: ``2020-01-01T00:00:00.0000000Z`` (7 fraction digits)."""
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{dt.microsecond:06d}0Z"

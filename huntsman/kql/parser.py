@@ -284,8 +284,9 @@ class Parser:
                 return A.TableRef(name, pos=pos)
             self.advance()
             if self.at("(") and self.tok.pos == t.end:
-                args = self.call_args()
-                return A.TabularCall(word, args, pos=pos)
+                names: list[str | None] = []
+                args = self.call_args(names)
+                return A.TabularCall(word, args, names, pos=pos)
             name = word
             while self.at("*") and self.tok.pos == self.toks[self.i - 1].end:
                 # wildcard table names are only meaningful in union; keep them as a pattern
@@ -559,9 +560,6 @@ class Parser:
     def op_lookup(self) -> A.Operator:
         params = self.params()
         kind = str(params.pop("kind", "leftouter"))
-        if kind not in ("leftouter", "inner"):
-            raise self.error(f"Syntax error: lookup kind must be 'leftouter' or 'inner', "
-                             f"not '{kind}'")
         right = self.join_right()
         return A.Lookup(right, kind, self.join_conditions())
 
@@ -609,8 +607,8 @@ class Parser:
             self.advance()
             limit = self.expression()
         idx = params.get("with_itemindex")
-        return A.MvExpand(cols, str(idx) if idx else None, limit,
-                          str(params.get("bagexpansion", "bag")))
+        expansion = params.get("bagexpansion", params.get("kind", "bag"))
+        return A.MvExpand(cols, str(idx) if idx else None, limit, str(expansion))
 
     def op_parse(self) -> A.Operator:
         params = self.params()
@@ -799,6 +797,8 @@ class Parser:
             pass
         self.i = start
         items: list[A.Expr] = []
+        if self.at(")"):
+            raise self.unexpected(f"at least one value in the '{op}' list")
         while not self.at(")"):
             items.append(self.expression())
             if not self.accept(","):
@@ -932,31 +932,61 @@ class Parser:
                 if word in ("toscalar", "materialize"):
                     self.advance()
                     self.expect("(")
-                    q = self.tabular()
+                    start = self.i
+                    try:
+                        q = self.tabular()
+                        if not self.at(")", ","):
+                            raise self.unexpected("')'")
+                    except KqlSyntaxError:
+                        if word == "materialize":
+                            raise
+                        self.i = start
+                        inner = self.expression()
+                        self.expect(")")
+                        return inner
                     if self.accept(","):  # toscalar(T, kind=...) options are ignored
                         while not self.at(")"):
                             self.advance()
                     self.expect(")")
                     return A.Call(word, [A.Subquery(q, pos=pos)], pos=pos)
                 self.advance()
-                return A.Call(word, self.call_args(), pos=pos)
+                names = []
+                args = self.call_args(names)
+                return A.Call(word, args, names, pos=pos)
             self.advance()
             return A.Name(word, pos=pos)
         raise self.unexpected("an expression")
 
-    def call_args(self) -> list[A.Expr]:
+    def call_args(self, names: list[str | None] | None = None) -> list[A.Expr]:
         self.expect("(")
         args: list[A.Expr] = []
         while not self.at(")"):
+            arg_name = None
             if self.at_name() and self.peek().text == "=" and self.peek(2).text != "=":
-                # named argument: f(x = 1); keep the value, by position
-                self.name()
+                arg_name = self.name()  # named argument: f(x = 1)
                 self.advance()
-            args.append(self.expression())
+            if names is not None:
+                names.append(arg_name)
+            args.append(self.call_arg())
             if not self.accept(","):
                 break
         self.expect(")")
         return args
+
+    def call_arg(self) -> A.Expr:
+        """An argument; ``(T | where ...)`` or ``(range ...)`` passes a table to a function."""
+        if self.at("("):
+            start = self.i
+            try:
+                self.advance()
+                q = self.tabular()
+                self.expect(")")
+                if self.at(",", ")") and not isinstance(q, A.TableRef):
+                    return A.Subquery(q, pos=self.toks[start].pos)
+            except KqlSyntaxError:
+                pass
+            self.i = start
+        return self.expression()
 
     def opaque_literal(self, t: Token) -> A.Expr:
         word, body = t.value  # type: ignore[misc]

@@ -84,11 +84,15 @@ def register(name: str, params: str, returns: Returns, kind: str = "scalar",
     return deco
 
 
+RESULT_NAME_OVERRIDES = {"tostring": "<arg1>", "count": "count_<arg1>"}
+"""Names Kusto gives that the generated table lacks (checked against the docs' examples)."""
+
+
 @cache
 def result_names() -> dict[str, str]:
     """Kusto's default result-name rule per function (from Kusto.Language's ResultNameKind)."""
     text = resources.files(__package__).joinpath("result_names.json").read_text("utf-8")
-    return dict(json.loads(text))
+    return {**json.loads(text), **RESULT_NAME_OVERRIDES}
 
 
 def default_result_name(func: str, first_arg_name: str | None) -> str | None:

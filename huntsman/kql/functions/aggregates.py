@@ -11,7 +11,8 @@ from sqlglot import exp
 
 from huntsman.kql.functions import LowerContext, register
 from huntsman.kql.functions.scalar import dynamic_element
-from huntsman.kql.functions.sql import Arg, cast, coalesce, fn, s
+from huntsman.kql.functions.sql import Arg, case, cast, coalesce, fn, n, s
+from huntsman.kql.types import SQL_TYPES
 
 Args = list[Arg]
 
@@ -63,7 +64,8 @@ def _sum_type(a: Args) -> str:
 @register("sum", "num", _sum_type, kind="aggregate")
 def _sum(ctx: LowerContext, a: Args) -> exp.Expression:
     out = agg("sum", a[0].sql)
-    return cast(out, "BIGINT") if a[0].type in ("int", "long") else out
+    out = cast(out, "BIGINT") if a[0].type in ("int", "long") else out
+    return coalesce(out, cast(n(0), SQL_TYPES[_sum_type(a)]))
 
 
 @register("sumif", "num bool", _sum_type, kind="aggregate")
@@ -102,7 +104,7 @@ def _maxif(ctx: LowerContext, a: Args) -> exp.Expression:
 
 @register("avg", "num", "real", kind="aggregate")
 def _avg(ctx: LowerContext, a: Args) -> exp.Expression:
-    return agg("avg", cast(a[0].sql, "DOUBLE"))
+    return coalesce(agg("avg", cast(a[0].sql, "DOUBLE")), cast(s("nan"), "DOUBLE"))
 
 
 @register("avgif", "num bool", "real", kind="aggregate")
@@ -118,10 +120,21 @@ def _element(a: Arg) -> exp.Expression:
     return dynamic_element(a)
 
 
+def _set_of(a: Arg, where: exp.Expression, distinct: bool) -> exp.Expression:
+    """make_set/make_list values; a dynamic array input contributes its elements."""
+    if a.type != "dynamic":
+        return agg("list", _element(a), distinct=distinct, where=where)
+    v = a.sql
+    elems = case([(fn("json_type", v).eq(s("ARRAY")), cast(v, "JSON[]"))],
+                 exp.Array(expressions=[v]))
+    flat = fn("flatten", agg("list", elems, where=where))
+    return fn("list_distinct", flat) if distinct else flat
+
+
 @register("make_set", "any long?", "dynamic", kind="aggregate", aliases=("makeset",))
 def _make_set(ctx: LowerContext, a: Args) -> exp.Expression:
     """Distinct values as a dynamic array (nulls ignored)."""
-    values = agg("list", _element(a[0]), distinct=True, where=_not_null(a[0]))
+    values = _set_of(a[0], _not_null(a[0]), True)
     if len(a) > 1:
         values = fn("list_slice", values, exp.Literal.number(1), a[1].sql)
     return _json_list(values)
@@ -130,7 +143,7 @@ def _make_set(ctx: LowerContext, a: Args) -> exp.Expression:
 @register("make_set_if", "any bool long?", "dynamic", kind="aggregate")
 def _make_set_if(ctx: LowerContext, a: Args) -> exp.Expression:
     cond = exp.And(this=_not_null(a[0]), expression=a[1].sql)
-    values = agg("list", _element(a[0]), distinct=True, where=cond)
+    values = _set_of(a[0], cond, True)
     if len(a) > 2:
         values = fn("list_slice", values, exp.Literal.number(1), a[2].sql)
     return _json_list(values)
@@ -138,7 +151,7 @@ def _make_set_if(ctx: LowerContext, a: Args) -> exp.Expression:
 
 @register("make_list", "any long?", "dynamic", kind="aggregate", aliases=("makelist",))
 def _make_list(ctx: LowerContext, a: Args) -> exp.Expression:
-    values = agg("list", _element(a[0]), where=_not_null(a[0]))
+    values = _set_of(a[0], _not_null(a[0]), False)
     if len(a) > 1:
         values = fn("list_slice", values, exp.Literal.number(1), a[1].sql)
     return _json_list(values)
@@ -147,7 +160,7 @@ def _make_list(ctx: LowerContext, a: Args) -> exp.Expression:
 @register("make_list_if", "any bool long?", "dynamic", kind="aggregate")
 def _make_list_if(ctx: LowerContext, a: Args) -> exp.Expression:
     cond = exp.And(this=_not_null(a[0]), expression=a[1].sql)
-    values = agg("list", _element(a[0]), where=cond)
+    values = _set_of(a[0], cond, False)
     if len(a) > 2:
         values = fn("list_slice", values, exp.Literal.number(1), a[2].sql)
     return _json_list(values)

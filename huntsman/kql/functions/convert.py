@@ -45,17 +45,10 @@ def format_real(e: exp.Expression) -> exp.Expression:
 
 
 def format_datetime_sql(e: exp.Expression) -> exp.Expression:
-    """ISO 8601 with a 'Z', fractional seconds (7 digits) only when not zero."""
-    frac = fn("microsecond", e)
-    base = fn("strftime", e, s("%Y-%m-%dT%H:%M:%S"))
-    with_frac = exp.DPipe(this=exp.DPipe(this=base, expression=s(".")),
-                          expression=exp.DPipe(
-                              this=fn("lpad", cast(exp.Mod(this=frac, expression=n(1000000)),
-                                                   "VARCHAR"), n(6), s("0")),
-                              expression=s("0")))
-    return exp.DPipe(this=case([(exp.EQ(this=exp.Mod(this=frac, expression=n(1000000)),
-                                        expression=n(0)), base)], with_frac),
-                     expression=s("Z"))
+    """Kusto's text form: ISO 8601 with seven fraction digits and 'Z'."""
+    frac = fn("lpad", cast(exp.Mod(this=fn("microsecond", e), expression=n(1000000)), "VARCHAR"),
+              n(6), s("0"))
+    return fn("concat", fn("strftime", e, s("%Y-%m-%dT%H:%M:%S.")), frac, s("0Z"))
 
 
 def format_timespan_sql(e: exp.Expression) -> exp.Expression:
@@ -86,6 +79,13 @@ def format_timespan_sql(e: exp.Expression) -> exp.Expression:
     return out
 
 
+DATETIME_FORMATS = [
+    "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%m-%d-%Y %H:%M:%S", "%m-%d-%Y",
+    "%a, %d %b %Y %H:%M:%S GMT", "%d %b %Y %H:%M:%S", "%Y%m%d",
+]
+"""Text forms ``todatetime`` accepts besides ISO 8601 (US month-first, RFC 822)."""
+
+
 def to_string(a: Arg) -> exp.Expression:
     """``tostring(a)``: never null (null becomes '')."""
     t = a.type
@@ -101,6 +101,9 @@ def to_string(a: Arg) -> exp.Expression:
         inner = format_datetime_sql(a.sql)
     elif t == "timespan":
         inner = format_timespan_sql(a.sql)
+    elif t == "bool":
+        inner = case([(a.sql, s("True"))], s("False"))
+        return case([(exp.Is(this=a.sql, expression=exp.Null()), s(""))], inner)
     else:
         inner = cast(a.sql, "VARCHAR")
     return coalesce(inner, s(""))
@@ -175,9 +178,11 @@ def to_datetime(a: Arg) -> exp.Expression:
     if t == "datetime":
         return a.sql
     if t in ("string", "dynamic"):
-        text = json_text(a) if t == "dynamic" else a.sql
-        return cast(fn("replace", fn("replace", fn("trim", text), s("Z"), s("")), s("T"),
-                       s(" ")), "TIMESTAMP", safe=True)
+        text = fn("trim", json_text(a) if t == "dynamic" else a.sql)
+        iso = cast(fn("replace", fn("replace", text, s("Z"), s("")), s("T"), s(" ")),
+                   "TIMESTAMP", safe=True)
+        formats = exp.Array(expressions=[s(f) for f in DATETIME_FORMATS])
+        return coalesce(iso, cast(fn("try_strptime", text, formats), "TIMESTAMP"))
     if t in ("long", "int"):
         # Kusto: a long is ticks since 0001-01-01
         us = exp.IntDiv(this=exp.Sub(this=a.sql, expression=n(621355968000000000)),

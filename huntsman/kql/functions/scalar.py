@@ -97,6 +97,8 @@ def _bin_type(a: Args) -> str:
 def _bin(ctx: LowerContext, a: Args) -> exp.Expression:
     """Round down to a multiple of the bin size, from the epoch (numbers keep their type)."""
     v, size = a
+    if size.is_const and isinstance(size.const, (int, float)) and size.const <= 0:
+        return literal(None, v.type)
     if v.type == "datetime":
         if size.type != "timespan":
             raise ctx.semantic_error("bin(): a datetime is binned by a timespan")
@@ -148,17 +150,18 @@ def _datetime_add(ctx: LowerContext, a: Args) -> exp.Expression:
 def _datetime_diff(ctx: LowerContext, a: Args) -> exp.Expression:
     """Calendar periods between two datetimes (first minus second), as Kusto counts them."""
     part = _part(ctx, a[0], "datetime_diff")
-    if part == "week":
-        # Kusto weeks start on Sunday: count Sunday boundaries
-        def sunday_index(d: exp.Expression) -> exp.Expression:
-            days = fn("floor", exp.Div(this=fn("epoch", d), expression=n(86400)))
-            return fn("floor", exp.Div(this=exp.Add(this=days, expression=n(4)),
-                                       expression=n(7)))
-        return cast(exp.Sub(this=sunday_index(a[1].sql), expression=sunday_index(a[2].sql)),
-                    "BIGINT")
-    if part == "nanosecond":
-        return exp.Mul(this=fn("date_diff", s("microsecond"), a[2].sql, a[1].sql),
-                       expression=n(1000))
+    if part in ("week", "millisecond", "microsecond", "nanosecond"):
+        unit = {"week": 604_800_000_000, "millisecond": 1000, "microsecond": 1,
+                "nanosecond": 1}[part]
+        # weeks start on Sunday; 1970-01-01 was a Thursday, so shift by 4 days
+        shift = n(4 * 86_400_000_000) if part == "week" else n(0)
+
+        def index(d: exp.Expression) -> exp.Expression:
+            us = exp.Add(this=fn("epoch_us", d), expression=shift)
+            return fn("floor", exp.Div(this=cast(us, "DOUBLE"), expression=n(unit))) \
+                if unit > 1 else us
+        diff = cast(exp.Sub(this=index(a[1].sql), expression=index(a[2].sql)), "BIGINT")
+        return exp.Mul(this=diff, expression=n(1000)) if part == "nanosecond" else diff
     return fn("date_diff", s(part), a[2].sql, a[1].sql)
 
 
@@ -274,7 +277,7 @@ def _datetime_part(ctx: LowerContext, a: Args) -> exp.Expression:
 _DT_FORMAT_TOKENS = [
     ("yyyy", "%Y"), ("yy", "%y"), ("MM", "%m"), ("M", "%-m"), ("dd", "%d"), ("d", "%-d"),
     ("HH", "%H"), ("H", "%-H"), ("hh", "%I"), ("h", "%-I"), ("mm", "%M"), ("m", "%-M"),
-    ("ss", "%S"), ("s", "%-S"), ("tt", "%p"),
+    ("ss", "%S"), ("s", "%-S"), ("tt", "%p"), ("y", "%-y"),
 ]
 
 
@@ -334,7 +337,7 @@ def _unix_ms(ctx: LowerContext, a: Args) -> exp.Expression:
 # ---------------------------------------------------------------- conversion
 
 
-@register("tostring", "any", "string")
+@register("tostring", "any", "string")  # unnamed: keeps the argument's name
 def _tostring(ctx: LowerContext, a: Args) -> exp.Expression:
     return to_string(a[0])
 
@@ -409,8 +412,11 @@ def _string_size(ctx: LowerContext, a: Args) -> exp.Expression:
 
 @register("substring", "string long long?", "string")
 def _substring(ctx: LowerContext, a: Args) -> exp.Expression:
-    """0-based start; a start past the end gives ''."""
-    start = exp.Add(this=fn("greatest", a[1].sql, n(0)), expression=n(1))
+    """0-based start (negative counts from the end); a start past the end gives ''."""
+    raw = a[1].sql
+    from_end = exp.Add(this=fn("length", a[0].sql), expression=raw)
+    start = exp.Add(this=fn("greatest", case([(exp.LT(this=raw, expression=n(0)), from_end)],
+                                             raw), n(0)), expression=n(1))
     if len(a) > 2:
         length = fn("greatest", a[2].sql, n(0))
         return coalesce(fn("substring", a[0].sql, start, length), s(""))
@@ -441,8 +447,7 @@ def _split(ctx: LowerContext, a: Args) -> exp.Expression:
     idx = a[2].sql
     inside = and_(exp.GTE(this=idx, expression=n(0)),
                   exp.LT(this=idx, expression=fn("len", parts)))
-    one = exp.Array(expressions=[exp.Bracket(this=parts, expressions=[
-        exp.Add(this=idx, expression=n(1))])])
+    one = exp.Array(expressions=[fn("list_extract", parts, exp.Add(this=idx, expression=n(1)))])
     return cast(fn("to_json", case([(inside, one)], cast(exp.Array(expressions=[]),
                                                           "VARCHAR[]"))), "JSON")
 
@@ -458,7 +463,9 @@ def _extract_type(a: Args) -> str:
 def _extract(ctx: LowerContext, a: Args) -> exp.Expression:
     """RE2 capture group of the first match; '' (or null when typed) when nothing matches."""
     regex = a[0].sql
-    group = a[1].sql
+    if not a[1].is_const or not isinstance(a[1].const, int):
+        raise ctx.semantic_error("extract(): the capture group must be a constant number")
+    group = n(a[1].const)
     text = a[2].sql
     matched = fn("regexp_extract", text, regex, group)
     if len(a) > 3 and _extract_type(a) != "string":
@@ -629,7 +636,7 @@ def _case(ctx: LowerContext, a: Args) -> exp.Expression:
     return case(whens, sqls[-1])
 
 
-@register("coalesce", "any any*", lambda a: _branch_type(a))
+@register("coalesce", "any any any*", lambda a: _branch_type(a))
 def _coalesce(ctx: LowerContext, a: Args) -> exp.Expression:
     """First non-null value (first non-empty for strings)."""
     t, sqls = _unify(ctx, a, "coalesce")
@@ -738,8 +745,13 @@ def _gettype(ctx: LowerContext, a: Args) -> exp.Expression:
     t = a[0].type
     if t != "dynamic":
         return s({"bool": "bool", "guid": "guid"}.get(t, t))
-    jt = fn("json_type", json_value(a[0]))
-    whens = [(jt.eq(s(k)), s(v)) for k, v in _JSON_TYPES.items()]
+    v = json_value(a[0])
+    jt = fn("json_type", v)
+    small = exp.Between(this=cast(fn("json_extract_string", v, s("$")), "HUGEINT", safe=True),
+                        low=n(-2147483648), high=n(2147483647))
+    whens = [(and_(jt.eq(s("BIGINT")), small), s("int")),
+             (and_(jt.eq(s("UBIGINT")), small), s("int"))]
+    whens += [(jt.eq(s(k)), s(v)) for k, v in _JSON_TYPES.items()]
     return case([(exp.Is(this=jt, expression=exp.Null()), s("null"))] + whens, s("string"))
 
 

@@ -116,17 +116,21 @@ def coalesce(*args: exp.Expression) -> exp.Expression:
     return exp.Coalesce(this=args[0], expressions=list(args[1:]))
 
 
+def _bool_operand(e: exp.Expression) -> exp.Expression:
+    return exp.Paren(this=e) if isinstance(e, (exp.Connector, exp.Not)) else e
+
+
 def and_(*args: exp.Expression) -> exp.Expression:
-    out = args[0]
+    out = _bool_operand(args[0])
     for a in args[1:]:
-        out = exp.And(this=out, expression=a)
+        out = exp.And(this=out, expression=_bool_operand(a))
     return out
 
 
 def or_(*args: exp.Expression) -> exp.Expression:
-    out = args[0]
+    out = _bool_operand(args[0])
     for a in args[1:]:
-        out = exp.Or(this=out, expression=a)
+        out = exp.Or(this=out, expression=_bool_operand(a))
     return out
 
 
