@@ -96,7 +96,7 @@ def records_to_arrow(records: Iterable[Mapping[str, Any]], columns: list[tuple[s
                      source: str | None = None, strict_columns: bool = True) -> pa.Table:
     """Coerce dict records to an Arrow table with exactly ``columns``."""
     names = [c for c, _ in columns]
-    known = set(names)
+    known = set(names) | ({"TimeGenerated"} if "Timestamp" in names else set())
     data: dict[str, list[Any]] = {c: [] for c in names}
     for i, rec in enumerate(records, 1):
         if strict_columns:
