@@ -23,6 +23,7 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2 tests
+	$(BIN)/pytest -q --doctest-modules huntsman
 
 lint: $(STAMP)
 	$(BIN)/ruff check huntsman tests bench

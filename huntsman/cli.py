@@ -12,7 +12,7 @@ import csv
 import json
 import sys
 from datetime import date, datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 err = Console(stderr=True)
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
@@ -115,14 +115,14 @@ def _now(value: str | None) -> datetime | None:
 
 @app.command()
 def query(
-    kql: str = typer.Argument(None, help="The KQL query (or use -f)."),
-    file: Path = typer.Option(None, "-f", "--file", help="Read the query from a file."),
-    data: Path = typer.Option(None, "--data", help="Load <Table>.{ndjson,csv,parquet} files "
+    kql: str | None = typer.Argument(None, help="The KQL query (or use -f)."),
+    file: Path | None = typer.Option(None, "-f", "--file", help="Read the query from a file."),
+    data: Path | None = typer.Option(None, "--data", help="Load <Table>.{ndjson,csv,parquet} files "
                               "from this folder first."),
-    db_path: Path = typer.Option(None, "--db", help="An on-disk store (folder)."),
+    db_path: Path | None = typer.Option(None, "--db", help="An on-disk store (folder)."),
     fmt: Format = typer.Option(Format.table, "--format", help="Output format."),
     sql: bool = typer.Option(False, "--sql", help="Print the SQL the query compiles to."),
-    now: str = typer.Option(None, "--now", help="Pin now() (ISO 8601), for repeatable runs."),
+    now: str | None = typer.Option(None, "--now", help="Pin now() (ISO 8601), for repeatable runs."),
     demo: bool = typer.Option(False, "--demo", help="Load the demo environment first."),
 ) -> None:
     """Run a KQL query and print its result."""
@@ -146,7 +146,7 @@ def query(
 
 
 @app.command()
-def tables(db_path: Path = typer.Option(None, "--db", help="An on-disk store (folder)."),
+def tables(db_path: Path | None = typer.Option(None, "--db", help="An on-disk store (folder)."),
            columns: bool = typer.Option(False, "--columns", help="Show the columns too.")
            ) -> None:
     """List the tables (and their columns and Kusto types)."""
@@ -162,8 +162,8 @@ def tables(db_path: Path = typer.Option(None, "--db", help="An on-disk store (fo
 
 @app.command()
 def shell(
-    data: Path = typer.Option(None, "--data", help="Load table files from this folder."),
-    db_path: Path = typer.Option(None, "--db", help="An on-disk store (folder)."),
+    data: Path | None = typer.Option(None, "--data", help="Load table files from this folder."),
+    db_path: Path | None = typer.Option(None, "--db", help="An on-disk store (folder)."),
     demo: bool = typer.Option(False, "--demo", help="Load the demo environment first."),
 ) -> None:
     """Interactive hunting: type KQL, end a query with an empty line; `.quit` leaves."""

@@ -30,7 +30,7 @@ from huntsman.errors import KqlError, KqlSemanticError, UnsupportedError
 from huntsman.kql import ast as A
 from huntsman.kql.functions import FUNCTIONS, default_result_name
 from huntsman.kql.functions.convert import convert, json_value, to_string
-from huntsman.kql.functions.sql import Arg, cast, cast_k, coalesce, col, fn, literal, n, s
+from huntsman.kql.functions.sql import Arg, alias, cast, cast_k, coalesce, col, fn, literal, n, s
 from huntsman.kql.parser import parse
 from huntsman.kql.types import DOTNET_TYPES, SQL_TYPES
 
@@ -45,7 +45,7 @@ class CompiledQuery:
     columns: list[tuple[str, str]]
     render: dict[str, Any] | None = None
     tables: list[str] = field(default_factory=list)
-    expression: exp.Expression | None = None
+    expression: exp.Expr | None = None
 
 
 class Compiler:
@@ -97,8 +97,7 @@ class Compiler:
             raise self.semantic_error("The query must end with a tabular expression",
                                       getattr(last, "pos", None))
         rel = self.tabular(last, env)
-        select = exp.select(*[exp.alias_(col(c.sql), c.sql, quoted=True) if False
-                              else col(c.sql) for c in rel.cols]).from_(
+        select = exp.select(*[col(c.sql) for c in rel.cols]).from_(
             exp.to_identifier(rel.source, quoted=True))
         if not rel.cols:
             raise self.semantic_error("The query result has no columns")
@@ -203,14 +202,14 @@ class Compiler:
         if any(arg_names):
             by_name: dict[str, A.Expr] = {}
             positional: list[A.Expr] = []
-            for a, an in zip(given, arg_names + [None] * len(given), strict=False):
+            for given_arg, an in zip(given, arg_names + [None] * len(given), strict=False):
                 if an is None:
-                    positional.append(a)
+                    positional.append(given_arg)
                 elif not any(p.name == an for p in params):
                     raise self.semantic_error(f"The function '{name}' has no parameter "
                                               f"named '{an}'", getattr(node, "pos", None))
                 else:
-                    by_name[an] = a
+                    by_name[an] = given_arg
             ordered: list[A.Expr | None] = []
             pos_iter = iter(positional)
             for p in params:
@@ -249,7 +248,7 @@ class Compiler:
 
     # ------------------------------------------------------------ CTEs
 
-    def add(self, select: exp.Expression, cols: list[Col], like: Rel | None = None,
+    def add(self, select: exp.Expr, cols: list[Col], like: Rel | None = None,
             physical: set[str] | None = None, materialized: bool = False) -> Rel:
         name = self.namer.cte()
         cte = exp.CTE(this=select, alias=exp.TableAlias(this=exp.to_identifier(name,
@@ -264,7 +263,7 @@ class Compiler:
             rel.render = like.render
         return rel
 
-    def src(self, rel: Rel) -> exp.Expression:
+    def src(self, rel: Rel) -> exp.Expr:
         return exp.to_identifier(rel.source, quoted=True)
 
     def scalar(self, rel: Rel | None, env: Env, **kw: Any) -> ScalarCompiler:
@@ -355,7 +354,7 @@ class Compiler:
                 a = sc.compile(v)
                 if not a.is_const:
                     raise self.semantic_error("datatable values must be constants", v.pos)
-                if a.type != c.type and not (a.const is None):
+                if a.type != c.type and a.const is not None:
                     if c.type == "dynamic" or (a.type in ("long", "int", "real") and
                                                c.type in ("long", "int", "real", "decimal")):
                         a = Arg(convert(a, c.type), c.type)
@@ -367,13 +366,13 @@ class Compiler:
                            else literal(None, c.type))
             rows.append(row)
         if not rows:
-            sel = exp.select(*[exp.alias_(literal(None, c.type), c.sql, quoted=True)
+            sel = exp.select(*[alias(literal(None, c.type), c.sql)
                                for c in cols]).where(exp.false())
             return self.add(sel, cols)
-        selects = [exp.select(*[exp.alias_(v, c.sql, quoted=True) for v, c in zip(row, cols,
+        selects = [exp.select(*[alias(v, c.sql) for v, c in zip(row, cols,
                                                                                     strict=True)])
                    for row in rows]
-        union: exp.Expression = selects[0]
+        union: exp.Expr = selects[0]
         for sel in selects[1:]:
             union = exp.Union(this=union, expression=sel, distinct=False)
         return self.add(union, cols)
@@ -391,7 +390,7 @@ class Compiler:
             names.append(name)
             c = Col(name, a.type, self.namer.physical(name, taken))
             cols.append(c)
-            sels.append(exp.alias_(a.sql, c.sql, quoted=True))
+            sels.append(alias(a.sql, c.sql))
         if not sels:
             raise self.semantic_error("print needs at least one expression", node.pos)
         return self.add(exp.select(*sels), cols)
@@ -405,14 +404,11 @@ class Compiler:
                 raise self.semantic_error("range over datetimes needs a timespan step", node.pos)
             series = fn("generate_series", start.sql, convert(stop, "datetime"),
                         fn("to_microseconds", step.sql))
-        elif start.type == "timespan":
-            series = fn("generate_series", start.sql, stop.sql, step.sql)
-        elif start.type in ("long", "int", "real"):
+        elif start.type == "timespan" or start.type in ("long", "int", "real"):
             series = fn("generate_series", start.sql, stop.sql, step.sql)
         else:
             raise self.semantic_error(f"range cannot iterate over {start.type}", node.pos)
-        sel = exp.select(exp.alias_(cast_k(exp.column("generate_series"), start.type), c.sql,
-                                    quoted=True)).from_(series)
+        sel = exp.select(alias(cast_k(exp.column("generate_series"), start.type), c.sql)).from_(series)
         rel = self.add(sel, [c])
         rel.order = [exp.Ordered(this=col(c.sql), desc=step.is_const and isinstance(
             step.const, (int, float)) and step.const < 0)]
@@ -480,10 +476,10 @@ class Compiler:
         return self.add(sel, rel.cols, rel, rel.physical)
 
     def sort_keys(self, rel: Rel, keys: list[A.SortKey], env: Env) -> tuple[
-            list[exp.Expression], list[exp.Ordered], list[Col]]:
+            list[exp.Expr], list[exp.Ordered], list[Col]]:
         """Sort keys as hidden physical columns, so that the order survives later steps."""
         sc = self.scalar(rel, env, window_ok=True)
-        extra: list[exp.Expression] = []
+        extra: list[exp.Expr] = []
         ordered: list[exp.Ordered] = []
         hidden: list[Col] = []
         taken = set(rel.physical)
@@ -498,7 +494,7 @@ class Compiler:
                 ref = c.sql
             else:
                 ref = self.namer.physical("__sortkey", taken)
-                extra.append(exp.alias_(a.sql, ref, quoted=True))
+                extra.append(alias(a.sql, ref))
                 hidden.append(Col(ref, a.type, ref))
             ordered.append(exp.Ordered(this=col(ref), desc=k.desc, nulls_first=nulls_first))
         return extra, ordered, hidden
@@ -528,7 +524,7 @@ class Compiler:
             taken = set(rel.physical)
             rn = self.namer.physical("__rn", taken)
             w = exp.Window(this=exp.Anonymous(this="row_number", expressions=[]))
-            rel = self.add(exp.select(exp.Star(), exp.alias_(w, rn, quoted=True)).from_(
+            rel = self.add(exp.select(exp.Star(), alias(w, rn)).from_(
                 self.src(rel)), rel.cols, rel, taken)
             rel.order = [exp.Ordered(this=col(rn), desc=False, nulls_first=False)]
         rel.serialized = True
@@ -536,51 +532,24 @@ class Compiler:
             return self.visit_Extend(rel, A.Extend(op.exprs, pos=op.pos), env)
         return rel
 
-    def keep_order_columns(self, rel: Rel) -> list[exp.Expression]:
+    def keep_order_columns(self, rel: Rel) -> list[exp.Expr]:
         """Physical order-key columns that an explicit select list must carry along."""
         if not rel.order:
             return []
-        out = []
+        out: list[exp.Expr] = []
         for o in rel.order:
             for c in o.find_all(exp.Column):
                 out.append(col(c.name))
         return out
 
     def visit_Extend(self, rel: Rel, op: A.Extend, env: Env) -> Rel:
-        sc = self.scalar(rel, env, window_ok=True)
-        cols = list(rel.cols)
-        taken = set(rel.physical)
-        names = [c.name for c in cols]
-        sels: list[exp.Expression] = [exp.Star()]
-        for ne in op.exprs:
-            a = sc.compile(ne.expr)
-            targets = ne.names or [self.default_name(ne.expr, a, names, None)]
-            if len(targets) > 1:
-                raise self.unsupported("tuple assignment in extend is not supported", op)
-            name = targets[0]
-            phys = self.namer.physical(name, taken)
-            sels.append(exp.alias_(a.sql, phys, quoted=True))
-            new = Col(name, a.type, phys)
-            for i, c in enumerate(cols):
-                if c.name == name:
-                    cols[i] = new
-                    break
-            else:
-                cols.append(new)
-                names.append(name)
-            # later expressions in the same extend see the new column
-            sc = self.scalar(Rel(rel.source, cols, taken, rel.order, rel.serialized), env,
-                             window_ok=True)
-            sc_inline = {c.name: a for c in [new]}
-            del sc_inline
-        # expressions referencing columns defined earlier in the same extend need a step each
         return self.extend_steps(rel, op, env)
 
     def extend_steps(self, rel: Rel, op: A.Extend, env: Env) -> Rel:
         """One select per group of independent assignments (later ones may use earlier ones)."""
         cols = list(rel.cols)
         taken = set(rel.physical)
-        sels: list[exp.Expression] = []
+        sels: list[exp.Expr] = []
         defined: set[str] = set()
         cur = rel
 
@@ -604,7 +573,7 @@ class Compiler:
                 raise self.unsupported("tuple assignment in extend is not supported", op)
             name = targets[0]
             phys = self.namer.physical(name, taken)
-            sels.append(exp.alias_(a.sql, phys, quoted=True))
+            sels.append(alias(a.sql, phys))
             new = Col(name, a.type, phys)
             for i, c in enumerate(cols):
                 if c.name == name:
@@ -617,16 +586,16 @@ class Compiler:
         return cur
 
     def project_list(self, rel: Rel, exprs: list[A.NamedExpr], env: Env,
-                     what: str) -> tuple[list[exp.Expression], list[Col]]:
+                     what: str) -> tuple[list[exp.Expr], list[Col]]:
         sc = self.scalar(rel, env, window_ok=True)
         cols: list[Col] = []
         taken: set[str] = set()
-        sels: list[exp.Expression] = []
+        sels: list[exp.Expr] = []
         for ne in exprs:
             if isinstance(ne.expr, A.Star) and not ne.names:
                 for c in rel.cols:
                     phys = self.namer.physical(c.name, taken)
-                    sels.append(exp.alias_(col(c.sql), phys, quoted=True))
+                    sels.append(alias(col(c.sql), phys))
                     cols.append(Col(c.name, c.type, phys))
                 continue
             a = sc.compile(ne.expr)
@@ -640,7 +609,7 @@ class Compiler:
                         f"{what}: the column '{name}' is assigned more than once", ne.pos)
                 name = unique_name(name, names)
             phys = self.namer.physical(name, taken)
-            sels.append(exp.alias_(a.sql, phys, quoted=True))
+            sels.append(alias(a.sql, phys))
             cols.append(Col(name, a.type, phys))
         return sels, cols
 
@@ -709,17 +678,13 @@ class Compiler:
         return Rel(rel.source, front + rest, rel.physical, rel.order, rel.serialized, rel.render)
 
     def visit_Distinct(self, rel: Rel, op: A.Distinct, env: Env) -> Rel:
-        if op.star:
-            exprs = [A.NamedExpr(A.Name(c.name), []) for c in rel.cols]
-        else:
-            exprs = op.exprs
+        exprs = [A.NamedExpr(A.Name(c.name), []) for c in rel.cols] if op.star else op.exprs
         sels, cols = self.project_list(rel, exprs, env, "distinct")
         return self.add(exp.select(*sels).from_(self.src(rel)).distinct(), cols)
 
     def visit_Count(self, rel: Rel, op: A.Count, env: Env) -> Rel:
         c = Col(op.name, "long", self.namer.physical(op.name, set()))
-        return self.add(exp.select(exp.alias_(exp.Count(this=exp.Star()), c.sql,
-                                              quoted=True)).from_(self.src(rel)), [c])
+        return self.add(exp.select(alias(exp.Count(this=exp.Star()), c.sql)).from_(self.src(rel)), [c])
 
     def visit_As(self, rel: Rel, op: A.As, env: Env) -> Rel:
         out = Rel(rel.source, rel.cols, rel.physical, rel.order, rel.serialized, rel.render,
@@ -736,12 +701,12 @@ class Compiler:
         names = ["ColumnName", "ColumnOrdinal", "DataType", "ColumnType"]
         types = ["string", "int", "string", "string"]
         cols = [Col(nm, t, nm) for nm, t in zip(names, types, strict=True)]
-        rows = [exp.select(exp.alias_(s(c.name), "ColumnName", quoted=True),
-                           exp.alias_(cast(n(i), "INTEGER"), "ColumnOrdinal", quoted=True),
-                           exp.alias_(s(DOTNET_TYPES[c.type]), "DataType", quoted=True),
-                           exp.alias_(s(c.type), "ColumnType", quoted=True))
+        rows = [exp.select(alias(s(c.name), "ColumnName"),
+                           alias(cast(n(i), "INTEGER"), "ColumnOrdinal"),
+                           alias(s(DOTNET_TYPES[c.type]), "DataType"),
+                           alias(s(c.type), "ColumnType"))
                 for i, c in enumerate(rel.cols)]
-        union: exp.Expression = rows[0]
+        union: exp.Expr = rows[0]
         for r in rows[1:]:
             union = exp.Union(this=union, expression=r, distinct=False)
         out = self.add(union, cols)
@@ -813,7 +778,7 @@ def _names_in(e: Any) -> list[A.Name]:
     return out
 
 
-def string_safe(a: Arg) -> exp.Expression:
+def string_safe(a: Arg) -> exp.Expr:
     return coalesce(a.sql, s("")) if a.type == "string" else a.sql
 
 

@@ -11,14 +11,14 @@ from sqlglot import exp
 from huntsman.compiler.scalar import ScalarCompiler
 from huntsman.compiler.scope import Col, Env, Rel
 from huntsman.kql import ast as A
-from huntsman.kql.functions.convert import convert, json_value, to_dynamic, to_string
-from huntsman.kql.functions.sql import Arg, case, cast, col, fn, lambda_, n, s
+from huntsman.kql.functions.convert import convert, json_value, to_string
+from huntsman.kql.functions.sql import Arg, alias, case, cast, col, fn, lambda_, n, s
 
 if TYPE_CHECKING:
     from huntsman.compiler.compiler import Compiler
 
 
-def _as_list(v: exp.Expression, bagexpansion: str) -> exp.Expression:
+def _as_list(v: exp.Expr, bagexpansion: str) -> exp.Expr:
     """A dynamic value as a list of JSON elements (a bag becomes one-key bags or pairs)."""
     jt = fn("json_type", v)
     key_path = fn("concat", s('$."'), fn("replace", exp.column("k"), s('"'), s('\\"')), s('"'))
@@ -35,7 +35,7 @@ def compile_mv_expand(c: Compiler, rel: Rel, op: A.MvExpand, env: Env) -> Rel:
     sc = ScalarCompiler(c, rel, env)
     cols = list(rel.cols)
     taken = set(rel.physical)
-    lists: list[tuple[str, exp.Expression]] = []
+    lists: list[tuple[str, exp.Expr]] = []
     targets: list[tuple[int | None, str, str | None]] = []  # (index in cols, name, to-type)
     limit = sc.compile(op.limit).sql if op.limit is not None else None
     for ne, to_type in op.columns:
@@ -57,20 +57,19 @@ def compile_mv_expand(c: Compiler, rel: Rel, op: A.MvExpand, env: Env) -> Rel:
         lists.append((phys, lst))
         idx = next((i for i, x in enumerate(cols) if x.name == name), None)
         targets.append((idx, name, to_type))
-    sels: list[exp.Expression] = [exp.Star()]
+    sels: list[exp.Expr] = [exp.Star()]
     for phys, lst in lists:
-        sels.append(exp.alias_(fn("unnest", lst), phys, quoted=True))
+        sels.append(alias(fn("unnest", lst), phys))
     index_phys = None
     if op.itemindex:
         index_phys = c.namer.physical(op.itemindex, taken)
         longest = fn("greatest", *[fn("len", lst) for _, lst in lists]) if len(lists) > 1 \
             else fn("len", lists[0][1])
-        sels.append(exp.alias_(fn("unnest", fn("range", n(0), longest)), index_phys,
-                               quoted=True))
+        sels.append(alias(fn("unnest", fn("range", n(0), longest)), index_phys))
     step = c.add(exp.select(*sels).from_(c.src(rel)), cols, rel, set(taken))
     step.order = None
     # second step: convert the expanded JSON elements to their requested types
-    conv: list[exp.Expression] = [exp.Star()]
+    conv: list[exp.Expr] = [exp.Star()]
     out_cols = list(cols)
     for (phys, _), (idx, name, to_type) in zip(lists, targets, strict=True):
         t = to_type or "dynamic"
@@ -79,7 +78,7 @@ def compile_mv_expand(c: Compiler, rel: Rel, op: A.MvExpand, env: Env) -> Rel:
             new = Col(name, "dynamic", phys)
         else:
             cphys = c.namer.physical(name, taken)
-            conv.append(exp.alias_(convert(raw, t), cphys, quoted=True))
+            conv.append(alias(convert(raw, t), cphys))
             new = Col(name, t, cphys)
         if idx is None:
             out_cols.append(new)
@@ -143,22 +142,21 @@ def compile_parse(c: Compiler, rel: Rel, op: A.ParseOp, env: Env) -> Rel:
     matched_phys = c.namer.physical("__matched", taken)
     step = c.add(exp.select(
         exp.Star(),
-        exp.alias_(fn("regexp_extract", text, s(regex),
-                      exp.Array(expressions=[s(g) for g in group_names])), struct_phys,
-                   quoted=True),
-        exp.alias_(fn("regexp_matches", text, s(regex)), matched_phys, quoted=True),
+        alias(fn("regexp_extract", text, s(regex),
+                      exp.Array(expressions=[s(g) for g in group_names])), struct_phys),
+        alias(fn("regexp_matches", text, s(regex)), matched_phys),
     ).from_(c.src(rel)), rel.cols, rel, set(taken))
     cols = list(rel.cols)
-    sels: list[exp.Expression] = [exp.Star()]
+    sels: list[exp.Expr] = [exp.Star()]
     for (name, t), g in zip(captures, group_names, strict=True):
         raw = fn("struct_extract", col(struct_phys), s(g))
         if t == "string":
-            v: exp.Expression = raw
+            v: exp.Expr = raw
         else:
             v = case([(col(matched_phys), convert(Arg(raw, "string"), t))],
                      cast(exp.Null(), _sql_type(t)))
         phys = c.namer.physical(name, taken)
-        sels.append(exp.alias_(v, phys, quoted=True))
+        sels.append(alias(v, phys))
         new = Col(name, t, phys)
         for i, x in enumerate(cols):
             if x.name == name:

@@ -9,7 +9,7 @@ from sqlglot import exp
 from huntsman.compiler.scope import Col, Env, Rel, unique_name
 from huntsman.kql import ast as A
 from huntsman.kql.functions.convert import json_text
-from huntsman.kql.functions.sql import Arg, and_, coalesce, col, s
+from huntsman.kql.functions.sql import Arg, alias, and_, coalesce, col, s
 from huntsman.kql.types import NUMERIC
 
 if TYPE_CHECKING:
@@ -66,13 +66,13 @@ def join_keys(c: Compiler, left: Rel, right: Rel, on: list[A.Expr],
     return keys
 
 
-def _key_sql(k: Col, alias: str) -> exp.Expression:
+def _key_sql(k: Col, alias: str) -> exp.Expr:
     if k.type == "dynamic":
         return json_text(Arg(col(k.sql, alias), "dynamic"))
     return col(k.sql, alias)
 
 
-def _on(keys: list[tuple[Col, Col]], la: str = L, ra: str = R) -> exp.Expression:
+def _on(keys: list[tuple[Col, Col]], la: str = L, ra: str = R) -> exp.Expr:
     return and_(*[exp.EQ(this=_key_sql(lc, la), expression=_key_sql(rc, ra))
                   for lc, rc in keys])
 
@@ -102,22 +102,22 @@ def _dedup_left(c: Compiler, rel: Rel, keys: list[Col]) -> Rel:
 
 
 def _project(c: Compiler, left: Rel, right: Rel, right_cols: list[Col], kind: str,
-             on: exp.Expression, join_kind: str, side: str | None) -> Rel:
+             on: exp.Expr, join_kind: str, side: str | None) -> Rel:
     taken: set[str] = set()
     names: list[str] = []
-    sels: list[exp.Expression] = []
+    sels: list[exp.Expr] = []
     cols: list[Col] = []
     pad_left = kind in ("rightouter", "fullouter")
     pad_right = kind in ("leftouter", "fullouter")
-    for rel_cols, alias, pad in ((left.cols, L, pad_left), (right_cols, R, pad_right)):
+    for rel_cols, side, pad in ((left.cols, L, pad_left), (right_cols, R, pad_right)):
         for x in rel_cols:
             name = unique_name(x.name, names)
             names.append(name)
             phys = c.namer.physical(name, taken)
-            v: exp.Expression = col(x.sql, alias)
+            v: exp.Expr = col(x.sql, side)
             if pad and x.type == "string":
                 v = coalesce(v, s(""))
-            sels.append(exp.alias_(v, phys, quoted=True))
+            sels.append(alias(v, phys))
             cols.append(Col(name, x.type, phys))
     sel = exp.select(*sels).from_(_aliased(c, left, L))
     sel = sel.join(_aliased(c, right, R), on=on,
@@ -140,7 +140,7 @@ def compile_join(c: Compiler, left: Rel, op: A.Join, env: Env) -> Rel:
         sels, cols = [], []
         for x in keep.cols:
             phys = c.namer.physical(x.name, taken)
-            sels.append(exp.alias_(col(x.sql, ka), phys, quoted=True))
+            sels.append(alias(col(x.sql, ka), phys))
             cols.append(Col(x.name, x.type, phys))
         sel = exp.select(*sels).from_(_aliased(c, keep, ka))
         sel = sel.join(_aliased(c, other, kb),

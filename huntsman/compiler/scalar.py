@@ -50,7 +50,7 @@ _ATOMS = (exp.Column, exp.Literal, exp.Anonymous, exp.Cast, exp.TryCast, exp.Par
           exp.Boolean, exp.Null, exp.Func, exp.Subquery, exp.Window)
 
 
-def p(e: exp.Expression) -> exp.Expression:
+def p(e: exp.Expr) -> exp.Expr:
     """Parenthesize a compound operand: sqlglot does not add parentheses by precedence."""
     return e if isinstance(e, _ATOMS) and not isinstance(e, exp.Binary) else exp.Paren(this=e)
 
@@ -59,8 +59,8 @@ def like_escape(text: str) -> str:
     return LIKE_SPECIAL.sub(r"\\\1", text)
 
 
-def ilike(e: exp.Expression, pattern: str, cs: bool = False) -> exp.Expression:
-    node: exp.Expression = (exp.Like if cs else exp.ILike)(this=e, expression=s(pattern))
+def ilike(e: exp.Expr, pattern: str, cs: bool = False) -> exp.Expr:
+    node: exp.Expr = (exp.Like if cs else exp.ILike)(this=e, expression=s(pattern))
     if "\\" in pattern:
         node = exp.Escape(this=node, expression=s("\\"))
     return node
@@ -100,7 +100,7 @@ class ScalarCompiler:
             raise self.c.unsupported(f"expression '{type(e).__name__}' is not supported", e)
         return method(e)  # type: ignore[no-any-return]
 
-    def predicate(self, e: A.Expr) -> exp.Expression:
+    def predicate(self, e: A.Expr) -> exp.Expr:
         """A `where` condition: null counts as false, so `==` needs no null guard."""
         if isinstance(e, A.Binary) and e.op == "and":
             return and_(self.predicate(e.left), self.predicate(e.right))
@@ -222,10 +222,10 @@ class ScalarCompiler:
 
     def compare(self, op: str, left: Arg, right: Arg, node: Any, guard: bool = True) -> Arg:
         left, right, t = self.coerce_pair(left, right, node)
-        nodes = {"==": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT,
-                 ">=": exp.GTE}
+        nodes: dict[str, type[exp.Binary]] = {"==": exp.EQ, "!=": exp.NEQ, "<": exp.LT,
+                                              "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
         L, R = p(left.sql), p(right.sql)
-        out: exp.Expression = nodes[op](this=L, expression=R)
+        out: exp.Expr = nodes[op](this=L, expression=R)
         if op not in ("==", "!=") or t == "string":
             return Arg(out, "bool")
         # Kusto's equality is total when one side is null (== false, != true); null == null
@@ -292,8 +292,8 @@ class ScalarCompiler:
             if op == "%":
                 return Arg(exp.Mod(this=L, expression=R), "timespan")
         if lt == "timespan" and rt in NUMERIC and op in ("*", "/"):
-            node_cls = exp.Mul if op == "*" else exp.Div
-            return Arg(cast(fn("round", node_cls(this=L, expression=R)), "BIGINT"), "timespan")
+            scale: type[exp.Binary] = exp.Mul if op == "*" else exp.Div
+            return Arg(cast(fn("round", scale(this=L, expression=R)), "BIGINT"), "timespan")
         if lt in NUMERIC and rt == "timespan" and op == "*":
             return Arg(cast(fn("round", exp.Mul(this=L, expression=R)), "BIGINT"), "timespan")
         raise self.error(f"Operator '{op}' is not defined for {lt} and {rt}", node)
@@ -313,17 +313,12 @@ class ScalarCompiler:
             out = exp.Not(this=exp.Paren(this=out))
         return Arg(out, "bool")
 
-    def string_match(self, op: str, L: Arg, R: Arg, node: Any) -> exp.Expression:
+    def string_match(self, op: str, L: Arg, R: Arg, node: Any) -> exp.Expr:
         const = R.const if R.is_const and isinstance(R.const, str) else None
         x = L.sql
         if op == "!~":
             return exp.Not(this=exp.Paren(this=self.string_match("=~", L, R, node)))
         if op == "matches regex":
-            if const is not None:
-                try:
-                    re.compile(const.replace("\\p", "p").replace("(?i)", ""))
-                except re.error:
-                    pass
             return fn("regexp_matches", x, R.sql)
         cs = op.endswith("_cs")
         base = op[:-3] if cs else op
@@ -344,15 +339,13 @@ class ScalarCompiler:
                 return exp.true()
             regex = term_regex(const, ci=not cs, prefix=base != "hassuffix",
                                suffix=base != "hasprefix")
+            # a cheap substring scan first; the term-boundary regex runs only on candidates
             pre = fn("contains", x, s(const)) if cs else ilike(x, f"%{like_escape(const)}%")
-            if not const.isalnum() or not any(ch.isalnum() for ch in const):
-                # phrases with delimiters: the regex alone decides beyond the prefilter
-                pass
             return and_(pre, fn("regexp_matches", x, s(regex)))
         raise self.c.unsupported(f"operator '{op}' is not supported", node)
 
-    def string_match_dynamic(self, base: str, cs: bool, x: exp.Expression,
-                             r: exp.Expression) -> exp.Expression:
+    def string_match_dynamic(self, base: str, cs: bool, x: exp.Expr,
+                             r: exp.Expr) -> exp.Expr:
         lx = x if cs else fn("lower", x)
         lr = r if cs else fn("lower", r)
         if base == "=~":
@@ -380,7 +373,7 @@ class ScalarCompiler:
                              e)
         v1, lo, _ = self.coerce_pair(v, lo, e)
         v2, hi, _ = self.coerce_pair(v, hi, e)
-        out: exp.Expression = exp.Between(this=p(v1.sql), low=p(lo.sql), high=p(hi.sql))
+        out: exp.Expr = exp.Between(this=p(v1.sql), low=p(lo.sql), high=p(hi.sql))
         if e.negated:
             out = exp.Not(this=exp.Paren(this=out))
         return Arg(out, "bool")
@@ -398,7 +391,7 @@ class ScalarCompiler:
         items = self.in_items(e.items)
         if left.type == "dynamic":
             left = Arg(json_text(left), "string")
-        values: list[exp.Expression] = []
+        values: list[exp.Expr] = []
         dyn_arrays: list[Arg] = []
         for it in items:
             if it.type == "dynamic" and not it.is_const:
@@ -412,7 +405,7 @@ class ScalarCompiler:
                 v = s(it.const.lower()) if isinstance(it.const, str) else fn("lower", v)
             values.append(v)
         lhs = fn("lower", left.sql) if ci else left.sql
-        conds: list[exp.Expression] = []
+        conds: list[exp.Expr] = []
         if values:
             conds.append(exp.In(this=lhs, expressions=values))
         for arr in dyn_arrays:
@@ -464,7 +457,7 @@ class ScalarCompiler:
         sub = exp.select(val).from_(exp.to_identifier(rel.source, quoted=True)).where(
             exp.Not(this=exp.Is(this=sub_arg.sql, expression=exp.Null())))
         lhs = fn("lower", left.sql) if ci else left.sql
-        out: exp.Expression = exp.In(this=lhs, query=exp.Subquery(this=sub))
+        out: exp.Expr = exp.In(this=lhs, query=exp.Subquery(this=sub))
         if left.type != "string":
             out = coalesce(out, exp.false())
         if negate:
@@ -507,7 +500,7 @@ class ScalarCompiler:
         term = self.as_text(Arg(col(rel.cols[0].sql, alias), rel.cols[0].type), e)
         outer = self.rel.source if self.rel is not None else None
 
-        def qualify(node: exp.Expression) -> exp.Expression:
+        def qualify(node: exp.Expr) -> exp.Expr:
             if isinstance(node, exp.Column) and not node.table and outer:
                 return col(node.name, outer)
             return node
@@ -632,7 +625,7 @@ class ScalarCompiler:
         if rel.order:
             sub = sub.order_by(*[o.copy() for o in rel.order])
         sub = sub.limit(1)
-        out: exp.Expression = exp.Subquery(this=sub)
+        out: exp.Expr = exp.Subquery(this=sub)
         if first.type == "string":
             out = coalesce(out, s(""))
         return Arg(out, first.type)
@@ -647,7 +640,7 @@ class ScalarCompiler:
             start = self.compile(e.args[0]) if e.args else None
             w = exp.Window(this=exp.Anonymous(this="row_number", expressions=[]),
                            order=over.args.get("order"))
-            out: exp.Expression = cast(w, "BIGINT")
+            out: exp.Expr = cast(w, "BIGINT")
             if start is not None:
                 out = exp.Add(this=out, expression=exp.Sub(this=start.sql, expression=n(1)))
             return Arg(out, "long")
@@ -705,7 +698,7 @@ def _json_kusto_type(v: Any) -> str:
     return "dynamic"
 
 
-def is_null_check(a: Arg) -> exp.Expression:
+def is_null_check(a: Arg) -> exp.Expr:
     return exp.Is(this=a.sql, expression=exp.Null())
 
 

@@ -91,7 +91,7 @@ def unique_name(name: str, taken: set[str] | list[str]) -> str:
 
 @dataclass
 class ScalarBinding:
-    sql: exp.Expression
+    sql: exp.Expr
     type: str
     const: Any
 

@@ -10,7 +10,7 @@ from huntsman.compiler.scalar import ScalarCompiler
 from huntsman.compiler.scope import Col, Env, Rel, unique_name
 from huntsman.kql import ast as A
 from huntsman.kql.functions import ALIASES, FUNCTIONS
-from huntsman.kql.functions.sql import cast_k, coalesce, col, fn, s
+from huntsman.kql.functions.sql import alias, cast_k, coalesce, col, fn, s
 
 if TYPE_CHECKING:
     from huntsman.compiler.compiler import Compiler
@@ -24,8 +24,8 @@ def compile_summarize(c: Compiler, rel: Rel, op: A.Summarize, env: Env) -> Rel:
     taken: set[str] = set()
     names: list[str] = []
     cols: list[Col] = []
-    sels: list[exp.Expression] = []
-    group: list[exp.Expression] = []
+    sels: list[exp.Expr] = []
+    group: list[exp.Expr] = []
 
     for ne in op.by:
         a = row.compile(ne.expr)
@@ -39,7 +39,7 @@ def compile_summarize(c: Compiler, rel: Rel, op: A.Summarize, env: Env) -> Rel:
         names.append(name)
         phys = c.namer.physical(name, taken)
         cols.append(Col(name, a.type, phys))
-        sels.append(exp.alias_(a.sql, phys, quoted=True))
+        sels.append(alias(a.sql, phys))
         group.append(exp.Literal.number(len(group) + 1))
 
     by_names = set(names)
@@ -60,10 +60,7 @@ def compile_summarize(c: Compiler, rel: Rel, op: A.Summarize, env: Env) -> Rel:
             raise c.semantic_error("summarize: each expression before 'by' must be an "
                                    "aggregation such as count() or sum(x)", ne.pos)
         a = agg.compile(e)
-        if ne.names:
-            name = ne.names[0]
-        else:
-            name = _agg_name(c, e, a, names)
+        name = ne.names[0] if ne.names else _agg_name(c, e, a, names)
         if name in names:
             if ne.names:
                 raise c.semantic_error(
@@ -72,7 +69,7 @@ def compile_summarize(c: Compiler, rel: Rel, op: A.Summarize, env: Env) -> Rel:
         names.append(name)
         phys = c.namer.physical(name, taken)
         cols.append(Col(name, a.type, phys))
-        sels.append(exp.alias_(a.sql, phys, quoted=True))
+        sels.append(alias(a.sql, phys))
 
     sel = exp.select(*sels).from_(c.src(rel))
     if group:
@@ -82,26 +79,20 @@ def compile_summarize(c: Compiler, rel: Rel, op: A.Summarize, env: Env) -> Rel:
         return out
     # second step: unpack the struct columns of arg_max/arg_min/take_any
     final_cols: list[Col] = []
-    outs: list[exp.Expression] = []
+    outs: list[exp.Expr] = []
     taken2: set[str] = set()
     for x in cols:
         final_cols.append(Col(x.name, x.type, c.namer.physical(x.name, taken2)))
-        outs.append(exp.alias_(col(x.sql), final_cols[-1].sql, quoted=True))
+        outs.append(alias(col(x.sql), final_cols[-1].sql))
     for struct_phys, out_cols, fields in unpack:
         for oc, field in zip(out_cols, fields, strict=True):
             phys = c.namer.physical(oc.name, taken2)
-            v: exp.Expression = fn("struct_extract", col(struct_phys), s(field))
+            v: exp.Expr = fn("struct_extract", col(struct_phys), s(field))
             if oc.type == "string":
                 v = coalesce(v, s(""))
-            outs.append(exp.alias_(v, phys, quoted=True))
+            outs.append(alias(v, phys))
             final_cols.append(Col(oc.name, oc.type, phys))
-    # Kusto orders: by-columns, then aggregates in their written order
-    ordered = _reorder(final_cols, op, names)
-    return c.add(exp.select(*outs).from_(c.src(out)), ordered)
-
-
-def _reorder(cols: list[Col], op: A.Summarize, names: list[str]) -> list[Col]:
-    return cols
+    return c.add(exp.select(*outs).from_(c.src(out)), final_cols)
 
 
 def _is_multi(e: A.Call) -> bool:
@@ -113,14 +104,14 @@ def _is_multi(e: A.Call) -> bool:
 
 def _multi(c: Compiler, row: ScalarCompiler, rel: Rel, e: A.Call, ne: A.NamedExpr,
            names: list[str], taken: set[str], by_names: set[str]
-           ) -> tuple[str, list[Col], list[str], exp.Expression]:
+           ) -> tuple[str, list[Col], list[str], exp.Expr]:
     fname = ALIASES.get(e.name, e.name)
     is_arg = fname in ("arg_max", "arg_min")
     args = e.args
     if is_arg and len(args) < 1:
         raise c.semantic_error(f"{e.name}() expects an expression to maximize", e.pos)
     key = row.compile(args[0]) if is_arg else None
-    items: list[tuple[str, exp.Expression, str]] = []  # (name, sql, type)
+    items: list[tuple[str, exp.Expr, str]] = []  # (name, sql, type)
     key_name = None
     if is_arg:
         assert key is not None
@@ -160,7 +151,7 @@ def _multi(c: Compiler, row: ScalarCompiler, rel: Rel, e: A.Call, ne: A.NamedExp
     else:
         agg_sql = exp.Anonymous(this="any_value", expressions=[struct])
     phys = c.namer.physical("__struct", taken)
-    return phys, out_cols, fields, exp.alias_(agg_sql, phys, quoted=True)
+    return phys, out_cols, fields, alias(agg_sql, phys)
 
 
 def _contains_aggregate(e: A.Expr) -> bool:
@@ -192,9 +183,9 @@ def _agg_name(c: Compiler, e: A.Expr, a: object, names: list[str]) -> str:
             return f"count_{first_name or ''}"
         if fname in ("take_any",) and first_name:
             return first_name
-        if rule_name is not None:
-            if rule_name.endswith("_") or first_name is not None or "_" in rule_name:
-                return rule_name
+        if rule_name is not None and (rule_name.endswith("_") or first_name is not None
+                                      or "_" in rule_name):
+            return rule_name
         base = {"makeset": "set_", "makelist": "list_"}.get(fname)
         if base:
             return base + (first_name or "")

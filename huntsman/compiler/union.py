@@ -10,7 +10,7 @@ from sqlglot import exp
 from huntsman.compiler.scope import Col, Env, FunctionBinding, Rel, RelBinding, TabularBinding
 from huntsman.errors import KqlSemanticError
 from huntsman.kql import ast as A
-from huntsman.kql.functions.sql import col, literal, s
+from huntsman.kql.functions.sql import alias, col, literal, s
 
 if TYPE_CHECKING:
     from huntsman.compiler.compiler import Compiler
@@ -72,19 +72,21 @@ def compile_union(c: Compiler, first: list[tuple[str, Rel]], tables: list[A.Tabu
     cols: list[Col] = []
     if withsource:
         cols.append(Col(withsource, "string", c.namer.physical(withsource, taken)))
-    for out, _, t in out_names:
-        cols.append(Col(out, t, c.namer.physical(out, taken)))
-    selects: list[exp.Expression] = []
+    for out, _, ktype in out_names:
+        cols.append(Col(out, ktype, c.namer.physical(out, taken)))
+    selects: list[exp.Expr] = []
     for label, rel in branches:
-        sels: list[exp.Expression] = []
+        sels: list[exp.Expr] = []
         if withsource:
-            sels.append(exp.alias_(s(label), cols[0].sql, quoted=True))
-        for (_, src, t), oc in zip(out_names, cols[1:] if withsource else cols, strict=True):
-            x = rel.col(src)
-            v = col(x.sql) if x is not None and x.type == t else literal(None, t)
-            sels.append(exp.alias_(v, oc.sql, quoted=True))
+            sels.append(alias(s(label), cols[0].sql))
+        for (_, src, ktype), oc in zip(out_names, cols[1:] if withsource else cols,
+                                       strict=True):
+            found = rel.col(src)
+            v = col(found.sql) if found is not None and found.type == ktype \
+                else literal(None, ktype)
+            sels.append(alias(v, oc.sql))
         selects.append(exp.select(*sels).from_(c.src(rel)))
-    union: exp.Expression = selects[0]
+    union: exp.Expr = selects[0]
     for sel in selects[1:]:
         union = exp.Union(this=union, expression=sel, distinct=False)
     return c.add(union, cols)

@@ -60,13 +60,13 @@ def parse_datetime(body: str) -> datetime | None:
         mo, d, y, h, mi, sec = m.groups()
         return datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(sec or 0))
     try:
-        dt = parsedate_to_datetime(s)
+        parsed: datetime | None = parsedate_to_datetime(s)
     except (TypeError, ValueError, IndexError):
-        dt = None
-    if dt is not None:
-        if dt.tzinfo is not None:
-            dt = dt.astimezone(UTC).replace(tzinfo=None)
-        return dt
+        parsed = None
+    if parsed is not None:
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        return parsed
     for fmt in ("%A, %d-%b-%y %H:%M:%S GMT", "%d-%b-%y %H:%M:%S", "%d-%b-%y %H:%M",
                 "%d %b %Y %H:%M:%S", "%d %b %Y %H:%M", "%Y%m%d", "%Y%m%d %H:%M:%S",
                 "%m-%d-%Y", "%m-%d-%Y %H:%M:%S", "%m/%d/%Y %H:%M:%S"):

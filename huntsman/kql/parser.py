@@ -215,9 +215,6 @@ class Parser:
         if t.kind == Kind.IDENT and t.text in TYPE_NAMES:
             self.advance()
             return normalize_type(TYPE_ALIASES.get(t.text, t.text))
-        if t.kind == Kind.OPAQUE and t.value[0] in ("datetime", "date", "timespan", "time",
-                                                    "guid", "uuid"):
-            raise self.unexpected("a type name")
         raise self.unexpected("a type name (string, long, int, real, bool, datetime, timespan, "
                               "dynamic, guid, decimal)")
 
@@ -270,9 +267,9 @@ class Parser:
                 self.expect(")")
                 return A.Materialize(inner, pos=pos)
             if word in ("find", "search", "evaluate", "externaldata", "external_data",
-                        "cluster", "database", "make-graph", "graph", "macro-expand"):
-                if not (word in ("cluster", "database") and self.peek().text != "("):
-                    raise UnsupportedError(f"The '{word}' operator is not supported yet",
+                        "cluster", "database", "make-graph", "graph", "macro-expand") and \
+                    not (word in ("cluster", "database") and self.peek().text != "("):
+                raise UnsupportedError(f"The '{word}' operator is not supported yet",
                                            t.line, t.col, self.text)
             if word == "table" and self.peek().text == "(":
                 self.advance()
@@ -950,9 +947,9 @@ class Parser:
                     self.expect(")")
                     return A.Call(word, [A.Subquery(q, pos=pos)], pos=pos)
                 self.advance()
-                names = []
-                args = self.call_args(names)
-                return A.Call(word, args, names, pos=pos)
+                arg_names: list[str | None] = []
+                args = self.call_args(arg_names)
+                return A.Call(word, args, arg_names, pos=pos)
             self.advance()
             return A.Name(word, pos=pos)
         raise self.unexpected("an expression")
@@ -989,7 +986,8 @@ class Parser:
         return self.expression()
 
     def opaque_literal(self, t: Token) -> A.Expr:
-        word, body = t.value  # type: ignore[misc]
+        assert isinstance(t.value, tuple)
+        word, body = t.value
         try:
             if word in ("datetime", "date"):
                 if body == "":
@@ -1006,9 +1004,9 @@ class Parser:
         word = t.text
         if word == "dynamic":
             self.expect("(")
-            value = self.json_value()
+            json_doc = self.json_value()
             self.expect(")")
-            return A.Literal(value, "dynamic", pos=t.pos)
+            return A.Literal(json_doc, "dynamic", pos=t.pos)
         ty = normalize_type(TYPE_ALIASES.get(word, word))
         self.expect("(")
         sign = 1
@@ -1027,7 +1025,7 @@ class Parser:
         elif v.kind in (Kind.LONG, Kind.REAL) and ty in ("int", "long", "real", "decimal"):
             value = v.value * sign  # type: ignore[operator]
             if ty in ("int", "long"):
-                if isinstance(value, float) and not value.is_integer():
+                if isinstance(value, float) and not float(value).is_integer():
                     raise self.error(f"Syntax error: '{v.text}' is not a valid {ty}", v)
                 value = int(value)
                 limit = 2**31 if ty == "int" else 2**63

@@ -34,7 +34,7 @@ class LowerContext(Protocol):
     def semantic_error(self, message: str) -> Exception: ...
 
 
-Lower = Callable[[LowerContext, list[Arg]], exp.Expression]
+Lower = Callable[[LowerContext, list[Arg]], exp.Expr]
 Returns = str | Callable[[list[Arg]], str]
 
 

@@ -17,9 +17,9 @@ from huntsman.kql.types import SQL_TYPES
 Args = list[Arg]
 
 
-def agg(name: str, *args: exp.Expression, distinct: bool = False,
-        where: exp.Expression | None = None) -> exp.Expression:
-    inner: exp.Expression
+def agg(name: str, *args: exp.Expr, distinct: bool = False,
+        where: exp.Expr | None = None) -> exp.Expr:
+    inner: exp.Expr
     if distinct:
         inner = exp.Anonymous(this=name, expressions=[exp.Distinct(expressions=list(args))])
     else:
@@ -29,31 +29,31 @@ def agg(name: str, *args: exp.Expression, distinct: bool = False,
     return inner
 
 
-def _not_null(a: Arg) -> exp.Expression:
+def _not_null(a: Arg) -> exp.Expr:
     return exp.Not(this=exp.Is(this=a.sql, expression=exp.Null()))
 
 
 @register("count", "any?", "long", kind="aggregate")
-def _count(ctx: LowerContext, a: Args) -> exp.Expression:
+def _count(ctx: LowerContext, a: Args) -> exp.Expr:
     if a:
         return agg("count", a[0].sql)
     return exp.Count(this=exp.Star())
 
 
 @register("countif", "bool", "long", kind="aggregate")
-def _countif(ctx: LowerContext, a: Args) -> exp.Expression:
+def _countif(ctx: LowerContext, a: Args) -> exp.Expr:
     return coalesce(agg("count_if", a[0].sql), cast(exp.Literal.number(0), "BIGINT"))
 
 
 @register("dcount", "any long?", "long", kind="aggregate", aliases=("count_distinct",))
-def _dcount(ctx: LowerContext, a: Args) -> exp.Expression:
+def _dcount(ctx: LowerContext, a: Args) -> exp.Expr:
     """Exact distinct count (Kusto estimates with HyperLogLog; we count exactly)."""
     return agg("count", a[0].sql, distinct=True)
 
 
 @register("dcountif", "any bool long?", "long", kind="aggregate",
           aliases=("count_distinctif",))
-def _dcountif(ctx: LowerContext, a: Args) -> exp.Expression:
+def _dcountif(ctx: LowerContext, a: Args) -> exp.Expr:
     return agg("count", a[0].sql, distinct=True, where=a[1].sql)
 
 
@@ -62,14 +62,14 @@ def _sum_type(a: Args) -> str:
 
 
 @register("sum", "num", _sum_type, kind="aggregate")
-def _sum(ctx: LowerContext, a: Args) -> exp.Expression:
+def _sum(ctx: LowerContext, a: Args) -> exp.Expr:
     out = agg("sum", a[0].sql)
     out = cast(out, "BIGINT") if a[0].type in ("int", "long") else out
     return coalesce(out, cast(n(0), SQL_TYPES[_sum_type(a)]))
 
 
 @register("sumif", "num bool", _sum_type, kind="aggregate")
-def _sumif(ctx: LowerContext, a: Args) -> exp.Expression:
+def _sumif(ctx: LowerContext, a: Args) -> exp.Expr:
     out = agg("sum", a[0].sql, where=a[1].sql)
     return cast(out, "BIGINT") if a[0].type in ("int", "long") else out
 
@@ -79,48 +79,48 @@ def _same(a: Args) -> str:
 
 
 @register("min", "any", _same, kind="aggregate")
-def _min(ctx: LowerContext, a: Args) -> exp.Expression:
+def _min(ctx: LowerContext, a: Args) -> exp.Expr:
     out = agg("min", a[0].sql)
     return coalesce(out, s("")) if a[0].type == "string" else out
 
 
 @register("max", "any", _same, kind="aggregate")
-def _max(ctx: LowerContext, a: Args) -> exp.Expression:
+def _max(ctx: LowerContext, a: Args) -> exp.Expr:
     out = agg("max", a[0].sql)
     return coalesce(out, s("")) if a[0].type == "string" else out
 
 
 @register("minif", "any bool", _same, kind="aggregate")
-def _minif(ctx: LowerContext, a: Args) -> exp.Expression:
+def _minif(ctx: LowerContext, a: Args) -> exp.Expr:
     out = agg("min", a[0].sql, where=a[1].sql)
     return coalesce(out, s("")) if a[0].type == "string" else out
 
 
 @register("maxif", "any bool", _same, kind="aggregate")
-def _maxif(ctx: LowerContext, a: Args) -> exp.Expression:
+def _maxif(ctx: LowerContext, a: Args) -> exp.Expr:
     out = agg("max", a[0].sql, where=a[1].sql)
     return coalesce(out, s("")) if a[0].type == "string" else out
 
 
 @register("avg", "num", "real", kind="aggregate")
-def _avg(ctx: LowerContext, a: Args) -> exp.Expression:
+def _avg(ctx: LowerContext, a: Args) -> exp.Expr:
     return coalesce(agg("avg", cast(a[0].sql, "DOUBLE")), cast(s("nan"), "DOUBLE"))
 
 
 @register("avgif", "num bool", "real", kind="aggregate")
-def _avgif(ctx: LowerContext, a: Args) -> exp.Expression:
+def _avgif(ctx: LowerContext, a: Args) -> exp.Expr:
     return agg("avg", cast(a[0].sql, "DOUBLE"), where=a[1].sql)
 
 
-def _json_list(values: exp.Expression) -> exp.Expression:
+def _json_list(values: exp.Expr) -> exp.Expr:
     return coalesce(cast(fn("to_json", values), "JSON"), cast(s("[]"), "JSON"))
 
 
-def _element(a: Arg) -> exp.Expression:
+def _element(a: Arg) -> exp.Expr:
     return dynamic_element(a)
 
 
-def _set_of(a: Arg, where: exp.Expression, distinct: bool) -> exp.Expression:
+def _set_of(a: Arg, where: exp.Expr, distinct: bool) -> exp.Expr:
     """make_set/make_list values; a dynamic array input contributes its elements."""
     if a.type != "dynamic":
         return agg("list", _element(a), distinct=distinct, where=where)
@@ -132,7 +132,7 @@ def _set_of(a: Arg, where: exp.Expression, distinct: bool) -> exp.Expression:
 
 
 @register("make_set", "any long?", "dynamic", kind="aggregate", aliases=("makeset",))
-def _make_set(ctx: LowerContext, a: Args) -> exp.Expression:
+def _make_set(ctx: LowerContext, a: Args) -> exp.Expr:
     """Distinct values as a dynamic array (nulls ignored)."""
     values = _set_of(a[0], _not_null(a[0]), True)
     if len(a) > 1:
@@ -141,7 +141,7 @@ def _make_set(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("make_set_if", "any bool long?", "dynamic", kind="aggregate")
-def _make_set_if(ctx: LowerContext, a: Args) -> exp.Expression:
+def _make_set_if(ctx: LowerContext, a: Args) -> exp.Expr:
     cond = exp.And(this=_not_null(a[0]), expression=a[1].sql)
     values = _set_of(a[0], cond, True)
     if len(a) > 2:
@@ -150,7 +150,7 @@ def _make_set_if(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("make_list", "any long?", "dynamic", kind="aggregate", aliases=("makelist",))
-def _make_list(ctx: LowerContext, a: Args) -> exp.Expression:
+def _make_list(ctx: LowerContext, a: Args) -> exp.Expr:
     values = _set_of(a[0], _not_null(a[0]), False)
     if len(a) > 1:
         values = fn("list_slice", values, exp.Literal.number(1), a[1].sql)
@@ -158,7 +158,7 @@ def _make_list(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("make_list_if", "any bool long?", "dynamic", kind="aggregate")
-def _make_list_if(ctx: LowerContext, a: Args) -> exp.Expression:
+def _make_list_if(ctx: LowerContext, a: Args) -> exp.Expr:
     cond = exp.And(this=_not_null(a[0]), expression=a[1].sql)
     values = _set_of(a[0], cond, False)
     if len(a) > 2:
@@ -167,12 +167,12 @@ def _make_list_if(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("make_list_with_nulls", "any", "dynamic", kind="aggregate")
-def _make_list_with_nulls(ctx: LowerContext, a: Args) -> exp.Expression:
+def _make_list_with_nulls(ctx: LowerContext, a: Args) -> exp.Expr:
     return _json_list(agg("list", _element(a[0])))
 
 
 @register("make_bag", "dynamic long?", "dynamic", kind="aggregate")
-def _make_bag(ctx: LowerContext, a: Args) -> exp.Expression:
+def _make_bag(ctx: LowerContext, a: Args) -> exp.Expr:
     """Merges the property bags of the group (for a repeated key, one of its values)."""
     bags = agg("list", a[0].sql, where=exp.EQ(this=fn("json_type", a[0].sql),
                                               expression=s("OBJECT")))
@@ -182,37 +182,37 @@ def _make_bag(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("any", "any any*", _same, kind="aggregate", aliases=("take_any",))
-def _any(ctx: LowerContext, a: Args) -> exp.Expression:
+def _any(ctx: LowerContext, a: Args) -> exp.Expr:
     return agg("any_value", a[0].sql)
 
 
 @register("anyif", "any bool", _same, kind="aggregate", aliases=("take_anyif",))
-def _anyif(ctx: LowerContext, a: Args) -> exp.Expression:
+def _anyif(ctx: LowerContext, a: Args) -> exp.Expr:
     return agg("any_value", a[0].sql, where=a[1].sql)
 
 
 @register("arg_max", "any any any*", _same, kind="aggregate", aliases=("argmax",))
-def _arg_max(ctx: LowerContext, a: Args) -> exp.Expression:
+def _arg_max(ctx: LowerContext, a: Args) -> exp.Expr:
     return agg("max", a[0].sql)
 
 
 @register("arg_min", "any any any*", _same, kind="aggregate", aliases=("argmin",))
-def _arg_min(ctx: LowerContext, a: Args) -> exp.Expression:
+def _arg_min(ctx: LowerContext, a: Args) -> exp.Expr:
     return agg("min", a[0].sql)
 
 
 @register("stdev", "num", "real", kind="aggregate")
-def _stdev(ctx: LowerContext, a: Args) -> exp.Expression:
+def _stdev(ctx: LowerContext, a: Args) -> exp.Expr:
     return agg("stddev_samp", cast(a[0].sql, "DOUBLE"))
 
 
 @register("variance", "num", "real", kind="aggregate")
-def _variance(ctx: LowerContext, a: Args) -> exp.Expression:
+def _variance(ctx: LowerContext, a: Args) -> exp.Expr:
     return agg("var_samp", cast(a[0].sql, "DOUBLE"))
 
 
 @register("percentile", "num num", "real", kind="aggregate")
-def _percentile(ctx: LowerContext, a: Args) -> exp.Expression:
+def _percentile(ctx: LowerContext, a: Args) -> exp.Expr:
     """Nearest-rank percentile (as Kusto), via DuckDB's quantile_disc."""
     if not a[1].is_const:
         raise ctx.semantic_error("percentile(): the percentage must be a constant")

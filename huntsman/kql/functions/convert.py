@@ -21,7 +21,7 @@ from huntsman.kql.functions.sql import (
 )
 
 
-def json_text(a: Arg) -> exp.Expression:
+def json_text(a: Arg) -> exp.Expr:
     """A dynamic value unwrapped as text: strings without quotes, other JSON as JSON text."""
     if a.json is not None:
         base, path = a.json
@@ -29,7 +29,7 @@ def json_text(a: Arg) -> exp.Expression:
     return fn("json_extract_string", a.sql, s("$"))
 
 
-def json_value(a: Arg) -> exp.Expression:
+def json_value(a: Arg) -> exp.Expr:
     """A dynamic value as a JSON expression (member chains become one ``json_extract``)."""
     if a.json is not None:
         base, path = a.json
@@ -37,21 +37,21 @@ def json_value(a: Arg) -> exp.Expression:
     return a.sql
 
 
-def format_real(e: exp.Expression) -> exp.Expression:
+def format_real(e: exp.Expr) -> exp.Expr:
     """A real as Kusto prints it: whole values without '.0'."""
     whole = exp.And(this=exp.EQ(this=e, expression=fn("trunc", e)),
                     expression=exp.LT(this=fn("abs", e), expression=n(1e15)))
     return case([(whole, cast(cast(e, "BIGINT"), "VARCHAR"))], cast(e, "VARCHAR"))
 
 
-def format_datetime_sql(e: exp.Expression) -> exp.Expression:
+def format_datetime_sql(e: exp.Expr) -> exp.Expr:
     """Kusto's text form: ISO 8601 with seven fraction digits and 'Z'."""
     frac = fn("lpad", cast(exp.Mod(this=fn("microsecond", e), expression=n(1000000)), "VARCHAR"),
               n(6), s("0"))
     return fn("concat", fn("strftime", e, s("%Y-%m-%dT%H:%M:%S.")), frac, s("0Z"))
 
 
-def format_timespan_sql(e: exp.Expression) -> exp.Expression:
+def format_timespan_sql(e: exp.Expr) -> exp.Expr:
     """``[-][d.]hh:mm:ss[.fffffff]`` from microseconds."""
     a = fn("abs", e)
     days = exp.IntDiv(this=a, expression=n(86_400_000_000))
@@ -60,10 +60,10 @@ def format_timespan_sql(e: exp.Expression) -> exp.Expression:
     secs = exp.Mod(this=exp.IntDiv(this=a, expression=n(1_000_000)), expression=n(60))
     frac = exp.Mod(this=a, expression=n(1_000_000))
 
-    def two(x: exp.Expression) -> exp.Expression:
+    def two(x: exp.Expr) -> exp.Expr:
         return fn("lpad", cast(x, "VARCHAR"), n(2), s("0"))
 
-    parts: list[exp.Expression] = [
+    parts: list[exp.Expr] = [
         case([(exp.LT(this=e, expression=n(0)), s("-"))], s("")),
         case([(exp.GT(this=days, expression=n(0)),
                exp.DPipe(this=cast(days, "VARCHAR"), expression=s(".")))], s("")),
@@ -86,7 +86,7 @@ DATETIME_FORMATS = [
 """Text forms ``todatetime`` accepts besides ISO 8601 (US month-first, RFC 822)."""
 
 
-def to_string(a: Arg) -> exp.Expression:
+def to_string(a: Arg) -> exp.Expr:
     """``tostring(a)``: never null (null becomes '')."""
     t = a.type
     if t == "string":
@@ -109,7 +109,7 @@ def to_string(a: Arg) -> exp.Expression:
     return coalesce(inner, s(""))
 
 
-def to_dynamic(a: Arg) -> exp.Expression:
+def to_dynamic(a: Arg) -> exp.Expr:
     """``todynamic``/``parse_json``: JSON text becomes JSON; other strings a dynamic string."""
     t = a.type
     if t == "dynamic":
@@ -132,7 +132,7 @@ def to_dynamic(a: Arg) -> exp.Expression:
     return cast(fn("to_json", a.sql), "JSON")
 
 
-def to_number(a: Arg, kusto_type: str) -> exp.Expression:
+def to_number(a: Arg, kusto_type: str) -> exp.Expr:
     """``tolong``/``toint``/``toreal``: failures give null."""
     t = a.type
     if t == kusto_type:
@@ -158,7 +158,7 @@ def to_number(a: Arg, kusto_type: str) -> exp.Expression:
     return cast_k(a.sql, kusto_type, safe=True)
 
 
-def to_bool(a: Arg) -> exp.Expression:
+def to_bool(a: Arg) -> exp.Expr:
     t = a.type
     if t == "bool":
         return a.sql
@@ -173,7 +173,7 @@ def to_bool(a: Arg) -> exp.Expression:
     return cast(exp.Null(), "BOOLEAN")
 
 
-def to_datetime(a: Arg) -> exp.Expression:
+def to_datetime(a: Arg) -> exp.Expr:
     t = a.type
     if t == "datetime":
         return a.sql
@@ -191,7 +191,7 @@ def to_datetime(a: Arg) -> exp.Expression:
     return cast(exp.Null(), "TIMESTAMP")
 
 
-def to_timespan(a: Arg) -> exp.Expression:
+def to_timespan(a: Arg) -> exp.Expr:
     t = a.type
     if t == "timespan":
         return a.sql
@@ -200,14 +200,14 @@ def to_timespan(a: Arg) -> exp.Expression:
     return cast(exp.Null(), "BIGINT")
 
 
-def to_guid(a: Arg) -> exp.Expression:
+def to_guid(a: Arg) -> exp.Expr:
     if a.type == "guid":
         return a.sql
     text = json_text(a) if a.type == "dynamic" else to_string(a)
     return cast(text, "UUID", safe=True)
 
 
-def convert(a: Arg, target: str) -> exp.Expression:
+def convert(a: Arg, target: str) -> exp.Expr:
     """Convert ``a`` to the Kusto type ``target`` (explicitly or implicitly)."""
     if a.type == target:
         return a.sql if a.json is None else json_value(a)

@@ -10,7 +10,6 @@ from sqlglot import exp
 from huntsman.kql.functions import LowerContext, register
 from huntsman.kql.functions.convert import (
     convert,
-    format_datetime_sql,
     json_text,
     json_value,
     to_bool,
@@ -65,7 +64,7 @@ def _part(ctx: LowerContext, a: Arg, fname: str) -> str:
 
 
 @register("now", "timespan?", "datetime")
-def _now(ctx: LowerContext, a: Args) -> exp.Expression:
+def _now(ctx: LowerContext, a: Args) -> exp.Expr:
     """The query's fixed 'now' (evaluated once per query), plus an optional offset."""
     if a and a[0].is_const and a[0].const is not None:
         return literal(ctx.now + timedelta(microseconds=ticks_to_us(a[0].const)), "datetime")
@@ -74,7 +73,7 @@ def _now(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("ago", "timespan", "datetime")
-def _ago(ctx: LowerContext, a: Args) -> exp.Expression:
+def _ago(ctx: LowerContext, a: Args) -> exp.Expr:
     """now() minus a timespan."""
     if a[0].is_const and a[0].const is not None:
         return literal(ctx.now - timedelta(microseconds=ticks_to_us(a[0].const)), "datetime")
@@ -82,7 +81,7 @@ def _ago(ctx: LowerContext, a: Args) -> exp.Expression:
                    expression=fn("to_microseconds", a[0].sql))
 
 
-def floor_multiple(x: exp.Expression, size: exp.Expression) -> exp.Expression:
+def floor_multiple(x: exp.Expr, size: exp.Expr) -> exp.Expr:
     """x rounded down to a multiple of size (integers), correct for negative x."""
     return exp.Sub(this=x, expression=exp.Mod(
         this=exp.Paren(this=exp.Add(this=exp.Mod(this=x, expression=size), expression=size)),
@@ -94,7 +93,7 @@ def _bin_type(a: Args) -> str:
 
 
 @register("bin", "any any", _bin_type, aliases=("floor",))
-def _bin(ctx: LowerContext, a: Args) -> exp.Expression:
+def _bin(ctx: LowerContext, a: Args) -> exp.Expr:
     """Round down to a multiple of the bin size, from the epoch (numbers keep their type)."""
     v, size = a
     if size.is_const and isinstance(size.const, (int, float)) and size.const <= 0:
@@ -118,7 +117,7 @@ def _bin(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("bin_at", "any any any", _bin_type)
-def _bin_at(ctx: LowerContext, a: Args) -> exp.Expression:
+def _bin_at(ctx: LowerContext, a: Args) -> exp.Expr:
     """bin() with a fixed point other than the epoch."""
     v, size, at = a
     if v.type == "datetime":
@@ -130,7 +129,7 @@ def _bin_at(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("datetime_add", "string long datetime", "datetime")
-def _datetime_add(ctx: LowerContext, a: Args) -> exp.Expression:
+def _datetime_add(ctx: LowerContext, a: Args) -> exp.Expr:
     part = _part(ctx, a[0], "datetime_add")
     amount = a[1].sql
     funcs = {"year": "to_years", "month": "to_months", "week": "to_weeks", "day": "to_days",
@@ -147,7 +146,7 @@ def _datetime_add(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("datetime_diff", "string datetime datetime", "long")
-def _datetime_diff(ctx: LowerContext, a: Args) -> exp.Expression:
+def _datetime_diff(ctx: LowerContext, a: Args) -> exp.Expr:
     """Calendar periods between two datetimes (first minus second), as Kusto counts them."""
     part = _part(ctx, a[0], "datetime_diff")
     if part in ("week", "millisecond", "microsecond", "nanosecond"):
@@ -156,7 +155,7 @@ def _datetime_diff(ctx: LowerContext, a: Args) -> exp.Expression:
         # weeks start on Sunday; 1970-01-01 was a Thursday, so shift by 4 days
         shift = n(4 * 86_400_000_000) if part == "week" else n(0)
 
-        def index(d: exp.Expression) -> exp.Expression:
+        def index(d: exp.Expr) -> exp.Expr:
             us = exp.Add(this=fn("epoch_us", d), expression=shift)
             return fn("floor", exp.Div(this=cast(us, "DOUBLE"), expression=n(unit))) \
                 if unit > 1 else us
@@ -165,19 +164,19 @@ def _datetime_diff(ctx: LowerContext, a: Args) -> exp.Expression:
     return fn("date_diff", s(part), a[2].sql, a[1].sql)
 
 
-def _startof(unit: str) -> exp.Expression | None:
+def _startof(unit: str) -> exp.Expr | None:
     return None
 
 
 @register("startofday", "datetime long?", "datetime")
-def _startofday(ctx: LowerContext, a: Args) -> exp.Expression:
+def _startofday(ctx: LowerContext, a: Args) -> exp.Expr:
     out = fn("date_trunc", s("day"), a[0].sql)
     return exp.Add(this=out, expression=fn("to_days", cast(a[1].sql, "INTEGER"))) \
         if len(a) > 1 else out
 
 
 @register("startofweek", "datetime long?", "datetime")
-def _startofweek(ctx: LowerContext, a: Args) -> exp.Expression:
+def _startofweek(ctx: LowerContext, a: Args) -> exp.Expr:
     """Weeks start on Sunday in Kusto."""
     day = fn("date_trunc", s("day"), a[0].sql)
     out = exp.Sub(this=day, expression=fn("to_days", cast(fn("dayofweek", a[0].sql), "INTEGER")))
@@ -186,77 +185,77 @@ def _startofweek(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("startofmonth", "datetime long?", "datetime")
-def _startofmonth(ctx: LowerContext, a: Args) -> exp.Expression:
+def _startofmonth(ctx: LowerContext, a: Args) -> exp.Expr:
     out = fn("date_trunc", s("month"), a[0].sql)
     return exp.Add(this=out, expression=fn("to_months", cast(a[1].sql, "INTEGER"))) \
         if len(a) > 1 else out
 
 
 @register("startofyear", "datetime long?", "datetime")
-def _startofyear(ctx: LowerContext, a: Args) -> exp.Expression:
+def _startofyear(ctx: LowerContext, a: Args) -> exp.Expr:
     out = fn("date_trunc", s("year"), a[0].sql)
     return exp.Add(this=out, expression=fn("to_years", cast(a[1].sql, "INTEGER"))) \
         if len(a) > 1 else out
 
 
-def _endof(start: exp.Expression, step: str) -> exp.Expression:
+def _endof(start: exp.Expr, step: str) -> exp.Expr:
     return exp.Sub(this=exp.Add(this=start, expression=fn(step, n(1))),
                    expression=fn("to_microseconds", n(1)))
 
 
 @register("endofday", "datetime long?", "datetime")
-def _endofday(ctx: LowerContext, a: Args) -> exp.Expression:
+def _endofday(ctx: LowerContext, a: Args) -> exp.Expr:
     return _endof(_startofday(ctx, a), "to_days")
 
 
 @register("endofweek", "datetime long?", "datetime")
-def _endofweek(ctx: LowerContext, a: Args) -> exp.Expression:
+def _endofweek(ctx: LowerContext, a: Args) -> exp.Expr:
     return _endof(_startofweek(ctx, a), "to_weeks")
 
 
 @register("endofmonth", "datetime long?", "datetime")
-def _endofmonth(ctx: LowerContext, a: Args) -> exp.Expression:
+def _endofmonth(ctx: LowerContext, a: Args) -> exp.Expr:
     return _endof(_startofmonth(ctx, a), "to_months")
 
 
 @register("endofyear", "datetime long?", "datetime")
-def _endofyear(ctx: LowerContext, a: Args) -> exp.Expression:
+def _endofyear(ctx: LowerContext, a: Args) -> exp.Expr:
     return _endof(_startofyear(ctx, a), "to_years")
 
 
 @register("dayofweek", "datetime", "timespan")
-def _dayofweek(ctx: LowerContext, a: Args) -> exp.Expression:
+def _dayofweek(ctx: LowerContext, a: Args) -> exp.Expr:
     """Days since the preceding Sunday, as a timespan."""
     return exp.Mul(this=cast(fn("dayofweek", a[0].sql), "BIGINT"), expression=n(86_400_000_000))
 
 
 @register("dayofmonth", "datetime", "int")
-def _dayofmonth(ctx: LowerContext, a: Args) -> exp.Expression:
+def _dayofmonth(ctx: LowerContext, a: Args) -> exp.Expr:
     return cast(fn("day", a[0].sql), "INTEGER")
 
 
 @register("dayofyear", "datetime", "int")
-def _dayofyear(ctx: LowerContext, a: Args) -> exp.Expression:
+def _dayofyear(ctx: LowerContext, a: Args) -> exp.Expr:
     return cast(fn("dayofyear", a[0].sql), "INTEGER")
 
 
 @register("hourofday", "datetime", "int")
-def _hourofday(ctx: LowerContext, a: Args) -> exp.Expression:
+def _hourofday(ctx: LowerContext, a: Args) -> exp.Expr:
     return cast(fn("hour", a[0].sql), "INTEGER")
 
 
 @register("monthofyear", "datetime", "int", aliases=("getmonth",))
-def _monthofyear(ctx: LowerContext, a: Args) -> exp.Expression:
+def _monthofyear(ctx: LowerContext, a: Args) -> exp.Expr:
     return cast(fn("month", a[0].sql), "INTEGER")
 
 
 @register("getyear", "datetime", "int")
-def _getyear(ctx: LowerContext, a: Args) -> exp.Expression:
+def _getyear(ctx: LowerContext, a: Args) -> exp.Expr:
     return cast(fn("year", a[0].sql), "INTEGER")
 
 
 @register("datetime_part", "string datetime", "int")
-def _datetime_part(ctx: LowerContext, a: Args) -> exp.Expression:
+def _datetime_part(ctx: LowerContext, a: Args) -> exp.Expr:
     part = _const_str(ctx, a[0], "datetime_part(): the part").lower()
     parts = {"year": "year", "quarter": "quarter", "month": "month", "week_of_year": "weekofyear",
              "day": "day", "dayofyear": "dayofyear", "hour": "hour", "minute": "minute",
@@ -282,10 +281,10 @@ _DT_FORMAT_TOKENS = [
 
 
 @register("format_datetime", "datetime string", "string")
-def _format_datetime(ctx: LowerContext, a: Args) -> exp.Expression:
+def _format_datetime(ctx: LowerContext, a: Args) -> exp.Expr:
     """.NET-style format specifiers (yyyy MM dd HH hh mm ss f..fffffff tt) on a datetime."""
     fmt = _const_str(ctx, a[1], "format_datetime(): the format")
-    pieces: list[exp.Expression] = []
+    pieces: list[exp.Expr] = []
     buf = ""
     i = 0
     while i < len(fmt):
@@ -319,18 +318,18 @@ def _format_datetime(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("make_datetime", "long long long long? long? num?", "datetime")
-def _make_datetime(ctx: LowerContext, a: Args) -> exp.Expression:
+def _make_datetime(ctx: LowerContext, a: Args) -> exp.Expr:
     parts = [x.sql for x in a] + [n(0)] * (6 - len(a))
     return fn("make_timestamp", *parts)
 
 
 @register("unixtime_seconds_todatetime", "num", "datetime")
-def _unix_s(ctx: LowerContext, a: Args) -> exp.Expression:
+def _unix_s(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("make_timestamp", cast(exp.Mul(this=a[0].sql, expression=n(1_000_000)), "BIGINT"))
 
 
 @register("unixtime_milliseconds_todatetime", "num", "datetime")
-def _unix_ms(ctx: LowerContext, a: Args) -> exp.Expression:
+def _unix_ms(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("make_timestamp", cast(exp.Mul(this=a[0].sql, expression=n(1000)), "BIGINT"))
 
 
@@ -338,52 +337,52 @@ def _unix_ms(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("tostring", "any", "string")  # unnamed: keeps the argument's name
-def _tostring(ctx: LowerContext, a: Args) -> exp.Expression:
+def _tostring(ctx: LowerContext, a: Args) -> exp.Expr:
     return to_string(a[0])
 
 
 @register("toint", "any", "int")
-def _toint(ctx: LowerContext, a: Args) -> exp.Expression:
+def _toint(ctx: LowerContext, a: Args) -> exp.Expr:
     return to_number(a[0], "int")
 
 
 @register("tolong", "any", "long")
-def _tolong(ctx: LowerContext, a: Args) -> exp.Expression:
+def _tolong(ctx: LowerContext, a: Args) -> exp.Expr:
     return to_number(a[0], "long")
 
 
 @register("toreal", "any", "real", aliases=("todouble",))
-def _toreal(ctx: LowerContext, a: Args) -> exp.Expression:
+def _toreal(ctx: LowerContext, a: Args) -> exp.Expr:
     return to_number(a[0], "real")
 
 
 @register("todecimal", "any", "decimal")
-def _todecimal(ctx: LowerContext, a: Args) -> exp.Expression:
+def _todecimal(ctx: LowerContext, a: Args) -> exp.Expr:
     return to_number(a[0], "decimal")
 
 
 @register("tobool", "any", "bool", aliases=("toboolean",))
-def _tobool(ctx: LowerContext, a: Args) -> exp.Expression:
+def _tobool(ctx: LowerContext, a: Args) -> exp.Expr:
     return to_bool(a[0])
 
 
 @register("todatetime", "any", "datetime")
-def _todatetime(ctx: LowerContext, a: Args) -> exp.Expression:
+def _todatetime(ctx: LowerContext, a: Args) -> exp.Expr:
     return to_datetime(a[0])
 
 
 @register("totimespan", "any", "timespan", aliases=("time",))
-def _totimespan(ctx: LowerContext, a: Args) -> exp.Expression:
+def _totimespan(ctx: LowerContext, a: Args) -> exp.Expr:
     return to_timespan(a[0])
 
 
 @register("toguid", "any", "guid")
-def _toguid(ctx: LowerContext, a: Args) -> exp.Expression:
+def _toguid(ctx: LowerContext, a: Args) -> exp.Expr:
     return convert(a[0], "guid")
 
 
 @register("todynamic", "any", "dynamic", aliases=("parse_json", "toobject"))
-def _todynamic(ctx: LowerContext, a: Args) -> exp.Expression:
+def _todynamic(ctx: LowerContext, a: Args) -> exp.Expr:
     return to_dynamic(a[0])
 
 
@@ -391,27 +390,27 @@ def _todynamic(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("strcat", "any any*", "string")
-def _strcat(ctx: LowerContext, a: Args) -> exp.Expression:
+def _strcat(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("concat", *[to_string(x) for x in a])
 
 
 @register("strcat_delim", "string any any*", "string")
-def _strcat_delim(ctx: LowerContext, a: Args) -> exp.Expression:
+def _strcat_delim(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("concat_ws", a[0].sql, *[to_string(x) for x in a[1:]])
 
 
 @register("strlen", "string", "long")
-def _strlen(ctx: LowerContext, a: Args) -> exp.Expression:
+def _strlen(ctx: LowerContext, a: Args) -> exp.Expr:
     return cast(fn("length", a[0].sql), "BIGINT")
 
 
 @register("string_size", "string", "long")
-def _string_size(ctx: LowerContext, a: Args) -> exp.Expression:
+def _string_size(ctx: LowerContext, a: Args) -> exp.Expr:
     return cast(fn("strlen", a[0].sql), "BIGINT")
 
 
 @register("substring", "string long long?", "string")
-def _substring(ctx: LowerContext, a: Args) -> exp.Expression:
+def _substring(ctx: LowerContext, a: Args) -> exp.Expr:
     """0-based start (negative counts from the end); a start past the end gives ''."""
     raw = a[1].sql
     from_end = exp.Add(this=fn("length", a[0].sql), expression=raw)
@@ -424,22 +423,22 @@ def _substring(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("tolower", "string", "string")
-def _tolower(ctx: LowerContext, a: Args) -> exp.Expression:
+def _tolower(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("lower", a[0].sql)
 
 
 @register("toupper", "string", "string")
-def _toupper(ctx: LowerContext, a: Args) -> exp.Expression:
+def _toupper(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("upper", a[0].sql)
 
 
 @register("reverse", "string", "string")
-def _reverse(ctx: LowerContext, a: Args) -> exp.Expression:
+def _reverse(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("reverse", to_string(a[0]))
 
 
 @register("split", "string string long?", "dynamic")
-def _split(ctx: LowerContext, a: Args) -> exp.Expression:
+def _split(ctx: LowerContext, a: Args) -> exp.Expr:
     """A dynamic array of the parts; with an index, an array of that one part (or empty)."""
     parts = fn("string_split", a[0].sql, a[1].sql)
     if len(a) == 2:
@@ -460,7 +459,7 @@ def _extract_type(a: Args) -> str:
 
 
 @register("extract", "string long string any?", _extract_type)
-def _extract(ctx: LowerContext, a: Args) -> exp.Expression:
+def _extract(ctx: LowerContext, a: Args) -> exp.Expr:
     """RE2 capture group of the first match; '' (or null when typed) when nothing matches."""
     regex = a[0].sql
     if not a[1].is_const or not isinstance(a[1].const, int):
@@ -476,27 +475,27 @@ def _extract(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("extract_all", "string string", "dynamic")
-def _extract_all(ctx: LowerContext, a: Args) -> exp.Expression:
+def _extract_all(ctx: LowerContext, a: Args) -> exp.Expr:
     return cast(fn("to_json", fn("regexp_extract_all", a[1].sql, a[0].sql)), "JSON")
 
 
 @register("replace_string", "string string string", "string")
-def _replace_string(ctx: LowerContext, a: Args) -> exp.Expression:
+def _replace_string(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("replace", a[0].sql, a[1].sql, a[2].sql)
 
 
 @register("replace_regex", "string string string", "string")
-def _replace_regex(ctx: LowerContext, a: Args) -> exp.Expression:
+def _replace_regex(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("regexp_replace", a[0].sql, a[1].sql, a[2].sql, s("g"))
 
 
 @register("replace", "string string string", "string")
-def _replace(ctx: LowerContext, a: Args) -> exp.Expression:
+def _replace(ctx: LowerContext, a: Args) -> exp.Expr:
     """Legacy: replace(regex, rewrite, text)."""
     return fn("regexp_replace", a[2].sql, a[0].sql, a[1].sql, s("g"))
 
 
-def _trim_regex(ctx: LowerContext, a: Args, start: bool, end: bool) -> exp.Expression:
+def _trim_regex(ctx: LowerContext, a: Args, start: bool, end: bool) -> exp.Expr:
     pat = _const_str(ctx, a[0], "trim(): the regular expression")
     alts = []
     if start:
@@ -507,23 +506,23 @@ def _trim_regex(ctx: LowerContext, a: Args, start: bool, end: bool) -> exp.Expre
 
 
 @register("trim", "string any", "string")
-def _trim(ctx: LowerContext, a: Args) -> exp.Expression:
+def _trim(ctx: LowerContext, a: Args) -> exp.Expr:
     """Removes leading and trailing matches of a regular expression."""
     return _trim_regex(ctx, a, True, True)
 
 
 @register("trim_start", "string any", "string")
-def _trim_start(ctx: LowerContext, a: Args) -> exp.Expression:
+def _trim_start(ctx: LowerContext, a: Args) -> exp.Expr:
     return _trim_regex(ctx, a, True, False)
 
 
 @register("trim_end", "string any", "string")
-def _trim_end(ctx: LowerContext, a: Args) -> exp.Expression:
+def _trim_end(ctx: LowerContext, a: Args) -> exp.Expr:
     return _trim_regex(ctx, a, False, True)
 
 
 @register("indexof", "string string long? long? long?", "long")
-def _indexof(ctx: LowerContext, a: Args) -> exp.Expression:
+def _indexof(ctx: LowerContext, a: Args) -> exp.Expr:
     """0-based position of the first occurrence, or -1."""
     text, look = a[0].sql, a[1].sql
     start = a[2].sql if len(a) > 2 else n(0)
@@ -537,7 +536,7 @@ def _indexof(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("countof", "string string string?", "long")
-def _countof(ctx: LowerContext, a: Args) -> exp.Expression:
+def _countof(ctx: LowerContext, a: Args) -> exp.Expr:
     """Occurrences of a substring (overlapping) or of a regex (kind='regex')."""
     kind = a[2].const if len(a) > 2 and a[2].is_const else "normal"
     if kind == "regex":
@@ -550,32 +549,32 @@ def _countof(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("base64_decode_tostring", "string", "string")
-def _b64decode(ctx: LowerContext, a: Args) -> exp.Expression:
+def _b64decode(ctx: LowerContext, a: Args) -> exp.Expr:
     return coalesce(fn("try", fn("decode", fn("from_base64", a[0].sql))), s(""))
 
 
 @register("base64_encode_tostring", "string", "string")
-def _b64encode(ctx: LowerContext, a: Args) -> exp.Expression:
+def _b64encode(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("to_base64", fn("encode", a[0].sql))
 
 
 @register("hash_md5", "any", "string")
-def _md5(ctx: LowerContext, a: Args) -> exp.Expression:
+def _md5(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("md5", to_string(a[0]))
 
 
 @register("hash_sha256", "any", "string")
-def _sha256(ctx: LowerContext, a: Args) -> exp.Expression:
+def _sha256(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("sha256", to_string(a[0]))
 
 
 @register("url_decode", "string", "string")
-def _url_decode(ctx: LowerContext, a: Args) -> exp.Expression:
+def _url_decode(ctx: LowerContext, a: Args) -> exp.Expr:
     return coalesce(fn("try", fn("url_decode", a[0].sql)), s(""))
 
 
 @register("url_encode", "string", "string", aliases=("url_encode_component",))
-def _url_encode(ctx: LowerContext, a: Args) -> exp.Expression:
+def _url_encode(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("url_encode", a[0].sql)
 
 
@@ -595,15 +594,13 @@ def _branch_type(args: list[Arg]) -> str:
     return types[0]
 
 
-def _unify(ctx: LowerContext, args: list[Arg], fname: str) -> tuple[str, list[exp.Expression]]:
+def _unify(ctx: LowerContext, args: list[Arg], fname: str) -> tuple[str, list[exp.Expr]]:
     t = _branch_type(args)
     out = []
     for x in args:
         if x.type == t or (x.is_const and x.const is None):
             out.append(x.sql if x.type == t else literal(None, t))
-        elif x.type in NUMERIC and t in NUMERIC:
-            out.append(convert(x, t))
-        elif t == "dynamic" or x.type == "dynamic":
+        elif x.type in NUMERIC and t in NUMERIC or t == "dynamic" or x.type == "dynamic":
             out.append(convert(x, t))
         else:
             raise ctx.semantic_error(
@@ -612,7 +609,7 @@ def _unify(ctx: LowerContext, args: list[Arg], fname: str) -> tuple[str, list[ex
 
 
 @register("iff", "bool any any", lambda a: _branch_type(a[1:]), aliases=("iif",))
-def _iff(ctx: LowerContext, a: Args) -> exp.Expression:
+def _iff(ctx: LowerContext, a: Args) -> exp.Expr:
     """The second argument when the condition is true, else the third (null counts as false)."""
     _, (then, other) = _unify(ctx, a[1:], "iff")
     return case([(a[0].sql, then)], other)
@@ -623,7 +620,7 @@ def _case_type(a: Args) -> str:
 
 
 @register("case", "any any any any*", _case_type)
-def _case(ctx: LowerContext, a: Args) -> exp.Expression:
+def _case(ctx: LowerContext, a: Args) -> exp.Expr:
     if len(a) % 2 == 0:
         raise ctx.semantic_error("case(): expects predicate/value pairs and an else value")
     values = [x for i, x in enumerate(a) if i % 2 == 1] + [a[-1]]
@@ -637,7 +634,7 @@ def _case(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("coalesce", "any any any*", lambda a: _branch_type(a))
-def _coalesce(ctx: LowerContext, a: Args) -> exp.Expression:
+def _coalesce(ctx: LowerContext, a: Args) -> exp.Expr:
     """First non-null value (first non-empty for strings)."""
     t, sqls = _unify(ctx, a, "coalesce")
     if t == "string":
@@ -645,7 +642,7 @@ def _coalesce(ctx: LowerContext, a: Args) -> exp.Expression:
     return coalesce(*sqls)
 
 
-def is_empty(a: Arg) -> exp.Expression:
+def is_empty(a: Arg) -> exp.Expr:
     if a.type == "string":
         return exp.EQ(this=a.sql, expression=s(""))
     if a.type == "dynamic":
@@ -656,7 +653,7 @@ def is_empty(a: Arg) -> exp.Expression:
     return exp.Is(this=a.sql, expression=exp.Null())
 
 
-def is_null(a: Arg) -> exp.Expression:
+def is_null(a: Arg) -> exp.Expr:
     if a.type == "string":
         return exp.false()
     if a.type == "dynamic":
@@ -666,37 +663,37 @@ def is_null(a: Arg) -> exp.Expression:
 
 
 @register("isempty", "any", "bool")
-def _isempty(ctx: LowerContext, a: Args) -> exp.Expression:
+def _isempty(ctx: LowerContext, a: Args) -> exp.Expr:
     return is_empty(a[0])
 
 
 @register("isnotempty", "any", "bool", aliases=("notempty",))
-def _isnotempty(ctx: LowerContext, a: Args) -> exp.Expression:
+def _isnotempty(ctx: LowerContext, a: Args) -> exp.Expr:
     return exp.Not(this=exp.Paren(this=is_empty(a[0])))
 
 
 @register("isnull", "any", "bool")
-def _isnull(ctx: LowerContext, a: Args) -> exp.Expression:
+def _isnull(ctx: LowerContext, a: Args) -> exp.Expr:
     return is_null(a[0])
 
 
 @register("isnotnull", "any", "bool", aliases=("notnull",))
-def _isnotnull(ctx: LowerContext, a: Args) -> exp.Expression:
+def _isnotnull(ctx: LowerContext, a: Args) -> exp.Expr:
     return exp.Not(this=exp.Paren(this=is_null(a[0])))
 
 
 @register("not", "bool", "bool")
-def _not(ctx: LowerContext, a: Args) -> exp.Expression:
+def _not(ctx: LowerContext, a: Args) -> exp.Expr:
     return exp.Not(this=exp.Paren(this=a[0].sql))
 
 
 @register("isnan", "real", "bool")
-def _isnan(ctx: LowerContext, a: Args) -> exp.Expression:
+def _isnan(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("isnan", a[0].sql)
 
 
 @register("isfinite", "real", "bool")
-def _isfinite(ctx: LowerContext, a: Args) -> exp.Expression:
+def _isfinite(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("isfinite", a[0].sql)
 
 
@@ -704,14 +701,14 @@ def _isfinite(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("array_length", "dynamic", "long")
-def _array_length(ctx: LowerContext, a: Args) -> exp.Expression:
+def _array_length(ctx: LowerContext, a: Args) -> exp.Expr:
     """Elements in a dynamic array; null when the value is not an array."""
     v = json_value(a[0])
     return case([(fn("json_type", v).eq(s("ARRAY")), cast(fn("json_array_length", v), "BIGINT"))],
                 cast(exp.Null(), "BIGINT"))
 
 
-def dynamic_element(a: Arg) -> exp.Expression:
+def dynamic_element(a: Arg) -> exp.Expr:
     """A value as a JSON element (datetimes and timespans in Kusto's text forms)."""
     if a.type == "dynamic":
         return json_value(a)
@@ -721,15 +718,15 @@ def dynamic_element(a: Arg) -> exp.Expression:
 
 
 @register("pack_array", "any any*", "dynamic")
-def _pack_array(ctx: LowerContext, a: Args) -> exp.Expression:
+def _pack_array(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("json_array", *[dynamic_element(x) for x in a])
 
 
 @register("bag_pack", "any any*", "dynamic", aliases=("pack",))
-def _bag_pack(ctx: LowerContext, a: Args) -> exp.Expression:
+def _bag_pack(ctx: LowerContext, a: Args) -> exp.Expr:
     if len(a) % 2:
         raise ctx.semantic_error("bag_pack(): expects key/value pairs")
-    parts: list[exp.Expression] = []
+    parts: list[exp.Expr] = []
     for i in range(0, len(a), 2):
         parts += [to_string(a[i]), dynamic_element(a[i + 1])]
     return fn("json_object", *parts)
@@ -740,7 +737,7 @@ _JSON_TYPES = {"ARRAY": "array", "OBJECT": "dictionary", "VARCHAR": "string", "B
 
 
 @register("gettype", "any", "string")
-def _gettype(ctx: LowerContext, a: Args) -> exp.Expression:
+def _gettype(ctx: LowerContext, a: Args) -> exp.Expr:
     """The runtime type of a value: for dynamic values the JSON kind (array, dictionary...)."""
     t = a[0].type
     if t != "dynamic":
@@ -756,14 +753,14 @@ def _gettype(ctx: LowerContext, a: Args) -> exp.Expression:
 
 
 @register("bag_keys", "dynamic", "dynamic")
-def _bag_keys(ctx: LowerContext, a: Args) -> exp.Expression:
+def _bag_keys(ctx: LowerContext, a: Args) -> exp.Expr:
     v = json_value(a[0])
     return case([(fn("json_type", v).eq(s("OBJECT")), cast(fn("to_json", fn("json_keys", v)),
                                                            "JSON"))], cast(exp.Null(), "JSON"))
 
 
 @register("set_has_element", "dynamic any", "bool")
-def _set_has_element(ctx: LowerContext, a: Args) -> exp.Expression:
+def _set_has_element(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("list_contains", cast(json_value(a[0]), "JSON[]"), cast(fn("to_json",
                                                                          dynamic_element(a[1])),
                                                                       "JSON"))
@@ -777,53 +774,53 @@ def _same_type(a: Args) -> str:
 
 
 @register("abs", "num", _same_type)
-def _abs(ctx: LowerContext, a: Args) -> exp.Expression:
+def _abs(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("abs", a[0].sql)
 
 
 @register("round", "num long?", _same_type)
-def _round(ctx: LowerContext, a: Args) -> exp.Expression:
+def _round(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("round", a[0].sql, a[1].sql if len(a) > 1 else n(0))
 
 
 @register("sqrt", "num", "real")
-def _sqrt(ctx: LowerContext, a: Args) -> exp.Expression:
+def _sqrt(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("sqrt", cast(a[0].sql, "DOUBLE"))
 
 
 @register("exp", "num", "real")
-def _exp(ctx: LowerContext, a: Args) -> exp.Expression:
+def _exp(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("exp", cast(a[0].sql, "DOUBLE"))
 
 
 @register("log", "num", "real")
-def _log(ctx: LowerContext, a: Args) -> exp.Expression:
+def _log(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("ln", cast(a[0].sql, "DOUBLE"))
 
 
 @register("log10", "num", "real")
-def _log10(ctx: LowerContext, a: Args) -> exp.Expression:
+def _log10(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("log10", cast(a[0].sql, "DOUBLE"))
 
 
 @register("pow", "num num", "real")
-def _pow(ctx: LowerContext, a: Args) -> exp.Expression:
+def _pow(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("pow", cast(a[0].sql, "DOUBLE"), cast(a[1].sql, "DOUBLE"))
 
 
 @register("sign", "num", "real")
-def _sign(ctx: LowerContext, a: Args) -> exp.Expression:
+def _sign(ctx: LowerContext, a: Args) -> exp.Expr:
     return cast(fn("sign", a[0].sql), "DOUBLE")
 
 
 @register("min_of", "any any any*", lambda a: _branch_type(a))
-def _min_of(ctx: LowerContext, a: Args) -> exp.Expression:
+def _min_of(ctx: LowerContext, a: Args) -> exp.Expr:
     _, sqls = _unify(ctx, a, "min_of")
     return fn("least", *sqls)
 
 
 @register("max_of", "any any any*", lambda a: _branch_type(a))
-def _max_of(ctx: LowerContext, a: Args) -> exp.Expression:
+def _max_of(ctx: LowerContext, a: Args) -> exp.Expr:
     _, sqls = _unify(ctx, a, "max_of")
     return fn("greatest", *sqls)
 
@@ -836,7 +833,7 @@ _PRIVATE = r"^(10\.|172\.(1[6-9]|2\d|3[01])\.|192\.168\.)"
 
 
 @register("ipv4_is_private", "string", "bool")
-def _ipv4_is_private(ctx: LowerContext, a: Args) -> exp.Expression:
+def _ipv4_is_private(ctx: LowerContext, a: Args) -> exp.Expr:
     """True for 10/8, 172.16/12 and 192.168/16; null when the text is not an IPv4 address."""
     ip = fn("trim", a[0].sql)
     return case([(fn("regexp_matches", ip, s(_IPV4)), fn("regexp_matches", ip, s(_PRIVATE)))],
@@ -848,12 +845,12 @@ _URL = r"^([A-Za-z][A-Za-z0-9+.-]*)://(?:([^:@/?#]*)(?::([^@/?#]*))?@)?([^:/?#]*
 
 
 @register("parse_url", "string", "dynamic")
-def _parse_url(ctx: LowerContext, a: Args) -> exp.Expression:
+def _parse_url(ctx: LowerContext, a: Args) -> exp.Expr:
     """A property bag: Scheme, Host, Port, Path, Username, Password, Query Parameters, Fragment."""
     url = a[0].sql
     ok = fn("regexp_matches", url, s(_URL))
 
-    def g(i: int) -> exp.Expression:
+    def g(i: int) -> exp.Expr:
         return fn("regexp_extract", url, s(_URL), n(i))
 
     pairs = fn("string_split", g(7), s("&"))

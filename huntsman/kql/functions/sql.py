@@ -29,18 +29,18 @@ class Arg:
     result names); ``json`` the (base, path) of a dynamic member chain such as ``d.a[0]``.
     """
 
-    sql: exp.Expression
+    sql: exp.Expr
     type: str
     const: Any = NOCONST
     name: str | None = None
-    json: tuple[exp.Expression, str] | None = field(default=None, compare=False)
+    json: tuple[exp.Expr, str] | None = field(default=None, compare=False)
 
     @property
     def is_const(self) -> bool:
         return self.const is not NOCONST
 
 
-def fn(name: str, *args: exp.Expression) -> exp.Expression:
+def fn(name: str, *args: exp.Expr) -> exp.Expr:
     """A call of a DuckDB function by its exact name."""
     return exp.Anonymous(this=name, expressions=list(args))
 
@@ -50,20 +50,20 @@ def _datatype(sql_type: str) -> exp.DataType:
     return exp.DataType.build(sql_type, dialect="duckdb")
 
 
-def cast(e: exp.Expression, sql_type: str, safe: bool = False) -> exp.Expression:
+def cast(e: exp.Expr, sql_type: str, safe: bool = False) -> exp.Expr:
     to = _datatype(sql_type).copy()
     return exp.TryCast(this=e, to=to) if safe else exp.Cast(this=e, to=to)
 
 
-def cast_k(e: exp.Expression, kusto_type: str, safe: bool = False) -> exp.Expression:
+def cast_k(e: exp.Expr, kusto_type: str, safe: bool = False) -> exp.Expr:
     return cast(e, SQL_TYPES[kusto_type], safe)
 
 
-def s(value: str) -> exp.Expression:
+def s(value: str) -> exp.Expr:
     return exp.Literal.string(value)
 
 
-def n(value: int | float) -> exp.Expression:
+def n(value: int | float) -> exp.Expr:
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return cast(s(str(value)), "DOUBLE")
     if isinstance(value, int) and value < 0:
@@ -71,15 +71,15 @@ def n(value: int | float) -> exp.Expression:
     return exp.Literal.number(value)
 
 
-def null(kusto_type: str) -> exp.Expression:
+def null(kusto_type: str) -> exp.Expr:
     return cast_k(exp.Null(), kusto_type)
 
 
-def empty_string() -> exp.Expression:
+def empty_string() -> exp.Expr:
     return s("")
 
 
-def literal(value: Any, kusto_type: str) -> exp.Expression:
+def literal(value: Any, kusto_type: str) -> exp.Expr:
     """SQL for a Kusto constant of ``kusto_type`` (timespans given in ticks)."""
     if value is None:
         return empty_string() if kusto_type == "string" else null(kusto_type)
@@ -112,34 +112,34 @@ def ticks_to_us(ticks: int) -> int:
     return -us if ticks < 0 else us
 
 
-def coalesce(*args: exp.Expression) -> exp.Expression:
+def coalesce(*args: exp.Expr) -> exp.Expr:
     return exp.Coalesce(this=args[0], expressions=list(args[1:]))
 
 
-def _bool_operand(e: exp.Expression) -> exp.Expression:
+def _bool_operand(e: exp.Expr) -> exp.Expr:
     return exp.Paren(this=e) if isinstance(e, (exp.Connector, exp.Not)) else e
 
 
-def and_(*args: exp.Expression) -> exp.Expression:
+def and_(*args: exp.Expr) -> exp.Expr:
     out = _bool_operand(args[0])
     for a in args[1:]:
         out = exp.And(this=out, expression=_bool_operand(a))
     return out
 
 
-def or_(*args: exp.Expression) -> exp.Expression:
+def or_(*args: exp.Expr) -> exp.Expr:
     out = _bool_operand(args[0])
     for a in args[1:]:
         out = exp.Or(this=out, expression=_bool_operand(a))
     return out
 
 
-def paren(e: exp.Expression) -> exp.Expression:
+def paren(e: exp.Expr) -> exp.Expr:
     return exp.Paren(this=e)
 
 
-def case(whens: list[tuple[exp.Expression, exp.Expression]],
-         default: exp.Expression | None) -> exp.Expression:
+def case(whens: list[tuple[exp.Expr, exp.Expr]],
+         default: exp.Expr | None) -> exp.Expr:
     c = exp.Case()
     for cond, val in whens:
         c = c.when(cond, val)
@@ -148,10 +148,15 @@ def case(whens: list[tuple[exp.Expression, exp.Expression]],
     return c
 
 
-def lambda_(params: list[str], body: exp.Expression) -> exp.Expression:
+def lambda_(params: list[str], body: exp.Expr) -> exp.Expr:
     return exp.Lambda(this=body, expressions=[exp.to_identifier(p) for p in params])
 
 
 def col(name: str, table: str | None = None) -> exp.Column:
     return exp.Column(this=exp.to_identifier(name, quoted=True),
                       table=exp.to_identifier(table, quoted=True) if table else None)
+
+
+def alias(e: exp.Expr, name: str) -> exp.Expr:
+    """``e AS "name"`` (the name always quoted)."""
+    return exp.Alias(this=e, alias=exp.to_identifier(name, quoted=True))

@@ -1,0 +1,1 @@
+"""Telemetry stores: ingestion formats, coercion to the schema, demo data."""
