@@ -253,6 +253,10 @@ def _engine_message(e: Exception) -> str:
         return "The query ran out of memory; narrow it with a time filter or fewer columns"
     if "Invalid Input Error" in text and "regex" in text.lower():
         return f"Invalid regular expression: {text.split(':', 1)[-1].strip()}"
+    if text.startswith(("Binder Error", "Parser Error", "Catalog Error")):
+        # the compiler produced SQL the engine rejects: a huntsman bug, not the user's
+        return ("internal error: this query compiled to SQL that the engine rejected; "
+                f"please report it with the query ({text})")
     return f"The query failed while running: {text}"
 
 

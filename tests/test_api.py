@@ -134,6 +134,8 @@ def test_on_disk_store_persists(tmp_path: Path) -> None:
 def test_demo_environment_stories_are_findable(db: huntsman.Database) -> None:
     from huntsman.store import demo
     demo.load(db, seed=3, devices=5, days=2)
+    recent = db.query("DeviceLogonEvents | where Timestamp > ago(1d) and RemoteIPType == 'Public'")
+    assert len(recent) == 1
     cradle = db.query("DeviceProcessEvents | where ProcessCommandLine has 'EncodedCommand' "
                       "and InitiatingProcessFileName =~ 'outlook.exe'")
     assert len(cradle) == 1
@@ -141,5 +143,6 @@ def test_demo_environment_stories_are_findable(db: huntsman.Database) -> None:
     assert len(public) == 1
     ts = db.query("DeviceEvents | where ActionType == 'AntivirusTroubleshootModeEvent'")
     assert len(ts) == 1
-    again = demo.generate(seed=3, devices=5, days=2)
-    assert again == demo.generate(seed=3, devices=5, days=2)
+    end = datetime(2024, 1, 1)
+    assert demo.generate(seed=3, devices=5, days=2, end=end) == \
+        demo.generate(seed=3, devices=5, days=2, end=end)

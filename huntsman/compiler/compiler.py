@@ -98,14 +98,14 @@ class Compiler:
                                       getattr(last, "pos", None))
         rel = self.tabular(last, env)
         select = exp.select(*[col(c.sql) for c in rel.cols]).from_(
-            exp.to_identifier(rel.source, quoted=True))
+            exp.to_identifier(rel.source, quoted=True), copy=False)
         if not rel.cols:
             raise self.semantic_error("The query result has no columns")
         if rel.order:
-            select = select.order_by(*[o.copy() for o in rel.order])
+            select = select.order_by(*[o.copy() for o in rel.order], copy=False)
         if self.ctes:
             select.set("with_", exp.With(expressions=self.ctes))
-        sql = select.sql(dialect=self.dialect)
+        sql = select.sql(dialect=self.dialect, copy=False)
         return CompiledQuery(sql, [(c.name, c.type) for c in rel.cols], rel.render,
                              list(dict.fromkeys(self.used_tables)), select)
 
@@ -296,7 +296,7 @@ class Compiler:
             if b.rel is None:
                 rel = self.tabular(b.node, b.env)
                 if b.materialize:
-                    rel = self.add(exp.select(exp.Star()).from_(self.src(rel)), rel.cols, rel,
+                    rel = self.add(exp.select(exp.Star()).from_(self.src(rel), copy=False), rel.cols, rel,
                                    rel.physical, materialized=True)
                 b.rel = rel
             return b.rel
@@ -335,7 +335,7 @@ class Compiler:
 
     def visit_Materialize(self, node: A.Materialize, env: Env) -> Rel:
         rel = self.tabular(node.query, env)
-        return self.add(exp.select(exp.Star()).from_(self.src(rel)), rel.cols, rel,
+        return self.add(exp.select(exp.Star()).from_(self.src(rel), copy=False), rel.cols, rel,
                         rel.physical, materialized=True)
 
     def visit_Datatable(self, node: A.Datatable, env: Env) -> Rel:
@@ -367,7 +367,7 @@ class Compiler:
             rows.append(row)
         if not rows:
             sel = exp.select(*[alias(literal(None, c.type), c.sql)
-                               for c in cols]).where(exp.false())
+                               for c in cols]).where(exp.false(), copy=False)
             return self.add(sel, cols)
         selects = [exp.select(*[alias(v, c.sql) for v, c in zip(row, cols,
                                                                                     strict=True)])
@@ -408,7 +408,7 @@ class Compiler:
             series = fn("generate_series", start.sql, stop.sql, step.sql)
         else:
             raise self.semantic_error(f"range cannot iterate over {start.type}", node.pos)
-        sel = exp.select(alias(cast_k(exp.column("generate_series"), start.type), c.sql)).from_(series)
+        sel = exp.select(alias(cast_k(exp.column("generate_series"), start.type), c.sql)).from_(series, copy=False)
         rel = self.add(sel, [c])
         rel.order = [exp.Ordered(this=col(c.sql), desc=step.is_const and isinstance(
             step.const, (int, float)) and step.const < 0)]
@@ -462,17 +462,17 @@ class Compiler:
 
     def visit_Where(self, rel: Rel, op: A.Where, env: Env) -> Rel:
         pred = self.scalar(rel, env, window_ok=True).predicate(op.predicate)
-        sel = exp.select(exp.Star()).from_(self.src(rel)).where(pred)
+        sel = exp.select(exp.Star()).from_(self.src(rel), copy=False).where(pred, copy=False)
         return self.add(sel, rel.cols, rel, rel.physical)
 
     def visit_Take(self, rel: Rel, op: A.Take, env: Env) -> Rel:
         a = self.scalar(None, env).compile(op.count)
         if a.type not in ("long", "int"):
             raise self.semantic_error("take expects a whole number of rows", op.pos)
-        sel = exp.select(exp.Star()).from_(self.src(rel))
+        sel = exp.select(exp.Star()).from_(self.src(rel), copy=False)
         if rel.order:
-            sel = sel.order_by(*[o.copy() for o in rel.order])
-        sel = sel.limit(a.sql)
+            sel = sel.order_by(*[o.copy() for o in rel.order], copy=False)
+        sel = sel.limit(a.sql, copy=False)
         return self.add(sel, rel.cols, rel, rel.physical)
 
     def sort_keys(self, rel: Rel, keys: list[A.SortKey], env: Env) -> tuple[
@@ -501,7 +501,7 @@ class Compiler:
 
     def visit_Sort(self, rel: Rel, op: A.Sort, env: Env) -> Rel:
         extra, ordered, hidden = self.sort_keys(rel, op.keys, env)
-        sel = exp.select(exp.Star(), *extra).from_(self.src(rel)).order_by(*ordered)
+        sel = exp.select(exp.Star(), *extra).from_(self.src(rel), copy=False).order_by(*ordered, copy=False)
         out = self.add(sel, rel.cols, rel, rel.physical | {h.sql.lower() for h in hidden})
         out.order = ordered
         out.serialized = True
@@ -512,8 +512,8 @@ class Compiler:
         if n_arg.type not in ("long", "int"):
             raise self.semantic_error("top expects a whole number of rows", op.pos)
         extra, ordered, hidden = self.sort_keys(rel, [op.key], env)
-        sel = exp.select(exp.Star(), *extra).from_(self.src(rel)).order_by(*ordered).limit(
-            n_arg.sql)
+        sel = exp.select(exp.Star(), *extra).from_(self.src(rel), copy=False).order_by(*ordered, copy=False).limit(
+            n_arg.sql, copy=False)
         out = self.add(sel, rel.cols, rel, rel.physical | {h.sql.lower() for h in hidden})
         out.order = ordered
         out.serialized = True
@@ -525,7 +525,7 @@ class Compiler:
             rn = self.namer.physical("__rn", taken)
             w = exp.Window(this=exp.Anonymous(this="row_number", expressions=[]))
             rel = self.add(exp.select(exp.Star(), alias(w, rn)).from_(
-                self.src(rel)), rel.cols, rel, taken)
+                self.src(rel), copy=False), rel.cols, rel, taken)
             rel.order = [exp.Ordered(this=col(rn), desc=False, nulls_first=False)]
         rel.serialized = True
         if op.exprs:
@@ -556,7 +556,7 @@ class Compiler:
         def flush() -> None:
             nonlocal cur, sels, defined
             if sels:
-                cur = self.add(exp.select(exp.Star(), *sels).from_(self.src(cur)), list(cols),
+                cur = self.add(exp.select(exp.Star(), *sels).from_(self.src(cur), copy=False), list(cols),
                                cur, set(taken))
                 sels = []
                 defined = set()
@@ -618,7 +618,7 @@ class Compiler:
         sels += self.keep_order_columns(rel)
         physical = {c.sql.lower() for c in cols} | {
             c.name.lower() for c in sels if isinstance(c, exp.Column)}
-        return self.add(exp.select(*sels).from_(self.src(rel)), cols, rel, physical)
+        return self.add(exp.select(*sels).from_(self.src(rel), copy=False), cols, rel, physical)
 
     def match_patterns(self, rel: Rel, patterns: list[str], node: Any) -> list[Col]:
         out: list[Col] = []
@@ -680,11 +680,11 @@ class Compiler:
     def visit_Distinct(self, rel: Rel, op: A.Distinct, env: Env) -> Rel:
         exprs = [A.NamedExpr(A.Name(c.name), []) for c in rel.cols] if op.star else op.exprs
         sels, cols = self.project_list(rel, exprs, env, "distinct")
-        return self.add(exp.select(*sels).from_(self.src(rel)).distinct(), cols)
+        return self.add(exp.select(*sels).from_(self.src(rel), copy=False).distinct(copy=False), cols)
 
     def visit_Count(self, rel: Rel, op: A.Count, env: Env) -> Rel:
         c = Col(op.name, "long", self.namer.physical(op.name, set()))
-        return self.add(exp.select(alias(exp.Count(this=exp.Star()), c.sql)).from_(self.src(rel)), [c])
+        return self.add(exp.select(alias(exp.Count(this=exp.Star()), c.sql)).from_(self.src(rel), copy=False), [c])
 
     def visit_As(self, rel: Rel, op: A.As, env: Env) -> Rel:
         out = Rel(rel.source, rel.cols, rel.physical, rel.order, rel.serialized, rel.render,

@@ -66,7 +66,7 @@ def compile_mv_expand(c: Compiler, rel: Rel, op: A.MvExpand, env: Env) -> Rel:
         longest = fn("greatest", *[fn("len", lst) for _, lst in lists]) if len(lists) > 1 \
             else fn("len", lists[0][1])
         sels.append(alias(fn("unnest", fn("range", n(0), longest)), index_phys))
-    step = c.add(exp.select(*sels).from_(c.src(rel)), cols, rel, set(taken))
+    step = c.add(exp.select(*sels).from_(c.src(rel), copy=False), cols, rel, set(taken))
     step.order = None
     # second step: convert the expanded JSON elements to their requested types
     conv: list[exp.Expr] = [exp.Star()]
@@ -88,7 +88,7 @@ def compile_mv_expand(c: Compiler, rel: Rel, op: A.MvExpand, env: Env) -> Rel:
         out_cols.append(Col(op.itemindex, "long", index_phys))
     if len(conv) == 1:
         return Rel(step.source, out_cols, step.physical)
-    return c.add(exp.select(*conv).from_(c.src(step)), out_cols, None, set(taken))
+    return c.add(exp.select(*conv).from_(c.src(step), copy=False), out_cols, None, set(taken))
 
 
 _TYPE_REGEX = {
@@ -145,7 +145,7 @@ def compile_parse(c: Compiler, rel: Rel, op: A.ParseOp, env: Env) -> Rel:
         alias(fn("regexp_extract", text, s(regex),
                       exp.Array(expressions=[s(g) for g in group_names])), struct_phys),
         alias(fn("regexp_matches", text, s(regex)), matched_phys),
-    ).from_(c.src(rel)), rel.cols, rel, set(taken))
+    ).from_(c.src(rel), copy=False), rel.cols, rel, set(taken))
     cols = list(rel.cols)
     sels: list[exp.Expr] = [exp.Star()]
     for (name, t), g in zip(captures, group_names, strict=True):
@@ -164,7 +164,7 @@ def compile_parse(c: Compiler, rel: Rel, op: A.ParseOp, env: Env) -> Rel:
                 break
         else:
             cols.append(new)
-    return c.add(exp.select(*sels).from_(c.src(step)), cols, step, set(taken))
+    return c.add(exp.select(*sels).from_(c.src(step), copy=False), cols, step, set(taken))
 
 
 def _sql_type(t: str) -> str:

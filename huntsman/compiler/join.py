@@ -96,8 +96,8 @@ def _dedup_left(c: Compiler, rel: Rel, keys: list[Col]) -> Rel:
     """innerunique: keep one (arbitrary) left row per key."""
     w = exp.Window(this=exp.Anonymous(this="row_number", expressions=[]),
                    partition_by=[col(k.sql) for k in keys])
-    sel = exp.select(exp.Star()).from_(c.src(rel)).qualify(exp.EQ(this=w,
-                                                                 expression=exp.Literal.number(1)))
+    sel = exp.select(exp.Star()).from_(c.src(rel), copy=False).qualify(exp.EQ(this=w,
+                                                                 expression=exp.Literal.number(1)), copy=False)
     return c.add(sel, rel.cols, None, rel.physical)
 
 
@@ -119,9 +119,9 @@ def _project(c: Compiler, left: Rel, right: Rel, right_cols: list[Col], kind: st
                 v = coalesce(v, s(""))
             sels.append(alias(v, phys))
             cols.append(Col(name, x.type, phys))
-    sel = exp.select(*sels).from_(_aliased(c, left, L))
+    sel = exp.select(*sels).from_(_aliased(c, left, L), copy=False)
     sel = sel.join(_aliased(c, right, R), on=on,
-                   join_type=join_kind)
+                   join_type=join_kind, copy=False)
     return c.add(sel, cols)
 
 
@@ -142,9 +142,9 @@ def compile_join(c: Compiler, left: Rel, op: A.Join, env: Env) -> Rel:
             phys = c.namer.physical(x.name, taken)
             sels.append(alias(col(x.sql, ka), phys))
             cols.append(Col(x.name, x.type, phys))
-        sel = exp.select(*sels).from_(_aliased(c, keep, ka))
+        sel = exp.select(*sels).from_(_aliased(c, keep, ka), copy=False)
         sel = sel.join(_aliased(c, other, kb),
-                       on=_on(pairs, ka, kb), join_type="SEMI" if "semi" in kind else "ANTI")
+                       on=_on(pairs, ka, kb), join_type="SEMI" if "semi" in kind else "ANTI", copy=False)
         return c.add(sel, cols)
     join_type = {"inner": "INNER", "leftouter": "LEFT", "rightouter": "RIGHT",
                  "fullouter": "FULL"}.get(kind)

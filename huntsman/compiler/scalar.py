@@ -454,8 +454,8 @@ class ScalarCompiler:
             left = self.as_text(left, e)
             sub_arg = self.as_text(sub_arg, e)
         val = fn("lower", sub_arg.sql) if ci else sub_arg.sql
-        sub = exp.select(val).from_(exp.to_identifier(rel.source, quoted=True)).where(
-            exp.Not(this=exp.Is(this=sub_arg.sql, expression=exp.Null())))
+        sub = exp.select(val).from_(exp.to_identifier(rel.source, quoted=True), copy=False).where(
+            exp.Not(this=exp.Is(this=sub_arg.sql, expression=exp.Null())), copy=False)
         lhs = fn("lower", left.sql) if ci else left.sql
         out: exp.Expr = exp.In(this=lhs, query=exp.Subquery(this=sub))
         if left.type != "string":
@@ -510,10 +510,10 @@ class ScalarCompiler:
         source = exp.Table(this=exp.to_identifier(rel.source, quoted=True),
                            alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
         if op == "has_any":
-            sub = exp.select(exp.Literal.number(1)).from_(source).where(hit)
+            sub = exp.select(exp.Literal.number(1)).from_(source, copy=False).where(hit, copy=False)
             return Arg(exp.Exists(this=sub), "bool")
-        miss = exp.select(exp.Literal.number(1)).from_(source).where(
-            exp.Not(this=exp.Paren(this=hit)))
+        miss = exp.select(exp.Literal.number(1)).from_(source, copy=False).where(
+            exp.Not(this=exp.Paren(this=hit)), copy=False)
         return Arg(exp.Not(this=exp.Exists(this=miss)), "bool")
 
     # ------------------------------------------------------------ calls
@@ -621,10 +621,10 @@ class ScalarCompiler:
         if not rel.cols:
             raise self.error("toscalar(): the expression returns no columns", e)
         first = rel.cols[0]
-        sub = exp.select(col(first.sql)).from_(exp.to_identifier(rel.source, quoted=True))
+        sub = exp.select(col(first.sql)).from_(exp.to_identifier(rel.source, quoted=True), copy=False)
         if rel.order:
-            sub = sub.order_by(*[o.copy() for o in rel.order])
-        sub = sub.limit(1)
+            sub = sub.order_by(*[o.copy() for o in rel.order], copy=False)
+        sub = sub.limit(1, copy=False)
         out: exp.Expr = exp.Subquery(this=sub)
         if first.type == "string":
             out = coalesce(out, s(""))

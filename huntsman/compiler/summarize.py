@@ -71,9 +71,9 @@ def compile_summarize(c: Compiler, rel: Rel, op: A.Summarize, env: Env) -> Rel:
         cols.append(Col(name, a.type, phys))
         sels.append(alias(a.sql, phys))
 
-    sel = exp.select(*sels).from_(c.src(rel))
+    sel = exp.select(*sels).from_(c.src(rel), copy=False)
     if group:
-        sel = sel.group_by(*group)
+        sel = sel.group_by(*group, copy=False)
     out = c.add(sel, [x for x in cols], physical=set(taken))
     if not unpack:
         return out
@@ -92,7 +92,7 @@ def compile_summarize(c: Compiler, rel: Rel, op: A.Summarize, env: Env) -> Rel:
                 v = coalesce(v, s(""))
             outs.append(alias(v, phys))
             final_cols.append(Col(oc.name, oc.type, phys))
-    return c.add(exp.select(*outs).from_(c.src(out)), final_cols)
+    return c.add(exp.select(*outs).from_(c.src(out), copy=False), final_cols)
 
 
 def _is_multi(e: A.Call) -> bool:

@@ -85,7 +85,7 @@ def compile_union(c: Compiler, first: list[tuple[str, Rel]], tables: list[A.Tabu
             v = col(found.sql) if found is not None and found.type == ktype \
                 else literal(None, ktype)
             sels.append(alias(v, oc.sql))
-        selects.append(exp.select(*sels).from_(c.src(rel)))
+        selects.append(exp.select(*sels).from_(c.src(rel), copy=False))
     union: exp.Expr = selects[0]
     for sel in selects[1:]:
         union = exp.Union(this=union, expression=sel, distinct=False)

@@ -50,7 +50,9 @@ def generate(seed: int = 1, devices: int = 20, days: int = 7,
              end: datetime | None = None) -> dict[str, list[dict[str, Any]]]:
     """Rows per table for a small environment; the same seed gives the same rows."""
     rng = random.Random(seed)
-    end = (end or datetime(2026, 11, 1, tzinfo=UTC)).replace(tzinfo=None)
+    # by default the data ends at the current hour, so that `ago()` hunts find it
+    end = (end or datetime.now(UTC).replace(minute=0, second=0, microsecond=0)).replace(
+        tzinfo=None)
     start = end - timedelta(days=days)
     out: dict[str, list[dict[str, Any]]] = {
         "DeviceInfo": [], "DeviceProcessEvents": [], "DeviceNetworkEvents": [],
