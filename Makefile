@@ -19,14 +19,14 @@ run: $(STAMP)
 	$(BIN)/huntsman demo-shell
 
 test: $(STAMP)
-	$(BIN)/ruff check huntsman tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2 tests
 	$(BIN)/pytest -q --doctest-modules huntsman
 
 lint: $(STAMP)
-	$(BIN)/ruff check huntsman tests bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 bench: $(STAMP)
