@@ -25,7 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -690,88 +690,108 @@ class Result:
     ilike_ms: float | None = None
     term_ratio: float | None = None
     compile_ms: float = 0.0
+    reps: int = 0
     error: str | None = None
     samples: dict[str, list[float]] = field(default_factory=dict)
 
 
-def run_kql(db: Database, kql: str) -> tuple[int, float, float, float]:
-    """End to end through the public API: rows, and (compile, execute, fetch) seconds."""
+def run_kql(db: Database, kql: str) -> tuple[int, float, tuple[float, float, float]]:
+    """End to end through the public API (``db.query(kql).rows``): the row count, the total
+    seconds and their (compile, execute, fetch) split; the rows are freed after the clock."""
+    gc.collect()
     t0 = time.perf_counter()
     res = db.query(kql, now=NOW)
     rows = res.rows
     total = time.perf_counter() - t0
     st = res.stats
-    return len(rows), st.compile_time, st.execute_time, total - st.elapsed
+    return len(rows), total, (st.compile_time, st.execute_time, total - st.elapsed)
 
 
-def run_sql(db: Database, sql: str) -> int:
-    return len(db.backend.execute(sql).to_pylist())
-
-
-def timed(fn: Callable[[], object]) -> float:
-    """Seconds for one call; the result is released after the clock stops."""
+def run_sql(db: Database, sql: str) -> tuple[int, float]:
+    """Execute + fetch into Python rows: the row count and the seconds."""
     gc.collect()
     t0 = time.perf_counter()
-    out = fn()
-    elapsed = time.perf_counter() - t0
-    del out
-    return elapsed
+    rows = db.backend.execute(sql).to_pylist()
+    total = time.perf_counter() - t0
+    return len(rows), total
 
 
-def check(db: Database, qs: Sequence[Query]) -> dict[str, Result]:
-    """Run every query once both ways (also a warm-up) and compare the row counts."""
-    results: dict[str, Result] = {}
+class Runs:
+    """Timed runs of one query, each way; every run goes through the same code path."""
+
+    def __init__(self, db: Database, q: Query):
+        self.db, self.q = db, q
+        self.kql: list[float] = []
+        self.parts: list[tuple[float, float, float]] = []
+        self.sql: list[float] = []
+        self.ilike: list[float] = []
+        self.rows = self.sql_rows = 0
+
+    def run_kql(self) -> None:
+        self.rows, total, parts = run_kql(self.db, self.q.kql)
+        self.kql.append(total)
+        self.parts.append(parts)
+
+    def run_sql(self) -> None:
+        self.sql_rows, total = run_sql(self.db, self.q.sql)
+        self.sql.append(total)
+        if self.q.ilike_sql is not None:
+            self.ilike.append(run_sql(self.db, self.q.ilike_sql)[1])
+
+    def slowest(self) -> float:
+        return max(self.kql + self.sql + self.ilike)
+
+    def clear(self) -> None:
+        for samples in (self.kql, self.parts, self.sql, self.ilike):
+            samples.clear()
+
+
+def check(db: Database, qs: Sequence[Query]) -> dict[str, tuple[Result, Runs]]:
+    """Run every query once both ways (also the warm-up) and compare the row counts."""
+    out: dict[str, tuple[Result, Runs]] = {}
     for q in qs:
-        r = Result(q.name)
+        r, runs = Result(q.name), Runs(db, q)
         try:
-            r.rows = run_kql(db, q.kql)[0]
-            r.sql_rows = run_sql(db, q.sql)
-            if q.ilike_sql:
-                run_sql(db, q.ilike_sql)
+            runs.run_kql()
+            runs.run_sql()
         except Exception as e:  # report and go on: the benchmark must finish
             r.error = f"{type(e).__name__}: {e}".splitlines()[0]
             print(f"ERROR  {q.name}: {r.error}")
         else:
+            r.rows, r.sql_rows = runs.rows, runs.sql_rows
             if r.rows != r.sql_rows:
                 print(f"WARNING  {q.name}: huntsman returned {r.rows} rows, the SQL "
                       f"{r.sql_rows}")
-        results[q.name] = r
-    return results
+        out[q.name] = (r, runs)
+    return out
 
 
-def measure(db: Database, q: Query, r: Result, reps: int) -> None:
-    """Interleave huntsman, SQL (and ILIKE) runs, alternating which goes first."""
-    h_total: list[float] = []
-    parts: list[tuple[float, float, float]] = []
-    sql: list[float] = []
-    ilike: list[float] = []
+def measure(r: Result, runs: Runs, reps: int, budget: float) -> None:
+    """Interleave huntsman and SQL runs, alternating which goes first; medians in ms.
 
-    def kql_run() -> None:
-        gc.collect()
-        t0 = time.perf_counter()
-        _, c, e, f = run_kql(db, q.kql)
-        h_total.append(time.perf_counter() - t0)
-        parts.append((c, e, f))
-
-    def sql_run() -> None:
-        sql.append(timed(lambda: run_sql(db, q.sql)))
-        if q.ilike_sql:
-            ilike.append(timed(lambda: run_sql(db, q.ilike_sql or "")))
-
-    for i in range(reps):
-        for step in ((kql_run, sql_run) if i % 2 == 0 else (sql_run, kql_run)):
+    A query whose warm-up run already exceeds ``budget`` seconds keeps that single run as
+    its figure; otherwise it gets as many of ``reps`` runs as fit in the budget (at least 1).
+    """
+    slowest = runs.slowest()
+    r.reps = 0 if slowest > budget else max(1, min(reps, int(budget / slowest)))
+    if r.reps:
+        runs.clear()
+    for i in range(r.reps):
+        for step in ((runs.run_kql, runs.run_sql) if i % 2 == 0 else
+                     (runs.run_sql, runs.run_kql)):
             step()
     ms = 1000.0
-    r.huntsman_ms = statistics.median(h_total) * ms
-    r.sql_ms = statistics.median(sql) * ms
+    r.huntsman_ms = statistics.median(runs.kql) * ms
+    r.sql_ms = statistics.median(runs.sql) * ms
     r.ratio = r.huntsman_ms / r.sql_ms
     r.h_compile_ms, r.h_execute_ms, r.h_fetch_ms = (
-        statistics.median(p[k] for p in parts) * ms for k in range(3))
-    r.samples = {"huntsman_ms": [x * ms for x in h_total], "sql_ms": [x * ms for x in sql]}
-    if ilike:
-        r.ilike_ms = statistics.median(ilike) * ms
+        statistics.median(p[k] for p in runs.parts) * ms for k in range(3))
+    r.samples = {"huntsman_ms": [x * ms for x in runs.kql],
+                 "sql_ms": [x * ms for x in runs.sql]}
+    if runs.ilike:
+        r.ilike_ms = statistics.median(runs.ilike) * ms
         r.term_ratio = r.huntsman_ms / r.ilike_ms
-        r.samples["ilike_ms"] = [x * ms for x in ilike]
+        r.samples["ilike_ms"] = [x * ms for x in runs.ilike]
 
 
 def compile_times(db: Database, qs: Sequence[Query], results: dict[str, Result],
@@ -934,6 +954,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="DeviceProcessEvents rows (DeviceNetworkEvents gets rows / 5)")
     p.add_argument("--quick", action="store_true", help=f"smoke run with {QUICK_ROWS:,} rows")
     p.add_argument("--reps", type=int, default=5, help="timed repetitions per query (median)")
+    p.add_argument("--budget", type=float, default=120.0,
+                   help="seconds per query side: fewer reps for very slow queries")
     p.add_argument("--compile-runs", type=int, default=200, help="compilations per query")
     p.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all)")
     p.add_argument("--only", nargs="*", default=None, help="run only these query names")
@@ -953,13 +975,14 @@ def benchmark(args: argparse.Namespace) -> tuple[dict[str, Result], dict[str, An
         for table, seconds in took.items():
             n = db.backend.con.execute(f'SELECT count(*) FROM "{table}"').fetchone()
             print(f"generated {table}: {n[0] if n else 0:,} rows in {seconds:.1f} s")
-        results = check(db, qs)
-        for q in qs:
-            if not results[q.name].error:
-                measure(db, q, results[q.name], args.reps)
-                r = results[q.name]
-                print(f"  {q.name:<18} huntsman {r.huntsman_ms:9.1f} ms   SQL {r.sql_ms:9.1f} ms",
-                      flush=True)
+        checked = check(db, qs)
+        results = {name: r for name, (r, _) in checked.items()}
+        for r, runs in checked.values():
+            if r.error:
+                continue
+            measure(r, runs, args.reps, args.budget)
+            print(f"  {r.name:<18} huntsman {r.huntsman_ms:10.1f} ms   SQL {r.sql_ms:9.1f} ms"
+                  f"   (reps: {r.reps or '0, warm-up run only'})", flush=True)
         samples = compile_times(db, qs, results, args.compile_runs)
     return results, summarize(results, samples), took
 

@@ -34,6 +34,9 @@ from huntsman.kql.functions.sql import Arg, alias, cast, cast_k, coalesce, col, 
 from huntsman.kql.parser import parse
 from huntsman.kql.types import DOTNET_TYPES, SQL_TYPES
 
+INGESTION_TIME = "__ingestion_time"
+"""Every stored table has this hidden column: when its row was committed (``ingestion_time()``)."""
+
 TableLookup = Callable[[str], "list[tuple[str, str]] | None"]
 
 
@@ -309,7 +312,8 @@ class Compiler:
             raise self.semantic_error(
                 f"Failed to resolve table or column expression named '{name}'", node.pos)
         self.used_tables.append(name)
-        return Rel(name, [Col(c, t, c) for c, t in cols], {c.lower() for c, _ in cols})
+        physical = {c.lower() for c, _ in cols} | {INGESTION_TIME}
+        return Rel(name, [Col(c, t, c) for c, t in cols], physical)
 
     def visit_TabularCall(self, node: A.TabularCall, env: Env) -> Rel:
         b = env.lookup(node.name)

@@ -526,6 +526,13 @@ class ScalarCompiler:
             return self.window(e)
         if name == "column_ifexists":
             return self.column_ifexists(e)
+        if name == "ingestion_time":
+            if e.args:
+                raise self.error("ingestion_time() takes no arguments", e)
+            hidden = "__ingestion_time"
+            if self.rel is not None and hidden in self.rel.physical:
+                return Arg(col(hidden, self.table_alias), "datetime")
+            return Arg(literal(None, "datetime"), "datetime", None)
         b = self.env.lookup(name)
         if isinstance(b, FunctionBinding):
             return self.call_user_function(name, b, e.args, e)

@@ -13,6 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from huntsman.backends.base import Backend
+from huntsman.compiler.compiler import INGESTION_TIME
 from huntsman.errors import HuntsmanError
 from huntsman.kql.types import SQL_TYPES
 
@@ -63,6 +64,8 @@ class DuckDBBackend(Backend):
                     raise HuntsmanError(f"table '{name}' already exists with other columns")
                 return
             cols = ", ".join(f"{_q(c)} {SQL_TYPES[t]}" for c, t in columns)
+            # when each row was committed, for ingestion_time(); hidden from the schema
+            cols += f", {_q(INGESTION_TIME)} TIMESTAMP DEFAULT current_timestamp"
             self.con.execute("BEGIN")
             try:
                 self.con.execute(f"CREATE TABLE {_q(name)} ({cols})")
@@ -90,7 +93,9 @@ class DuckDBBackend(Backend):
                 select = ", ".join(
                     f"CAST({_q(c)} AS {SQL_TYPES[t]})" if t in ("dynamic", "guid")
                     else _q(c) for c, t in cols)
-                self.con.execute(f"INSERT INTO {_q(name)} SELECT {select} FROM {_q(view)}")
+                targets = ", ".join(_q(c) for c, _ in cols)
+                self.con.execute(f"INSERT INTO {_q(name)} ({targets}) SELECT {select} "
+                                 f"FROM {_q(view)}")
             finally:
                 self.con.unregister(view)
         return data.num_rows
