@@ -35,6 +35,7 @@ import duckdb
 
 import huntsman
 from huntsman.api import Database
+from huntsman.schema import catalog
 
 DEFAULT_ROWS = 10_000_000
 QUICK_ROWS = 200_000
@@ -464,6 +465,16 @@ def network_columns(dims: Dims) -> dict[str, str]:
     }
 
 
+def column_list(columns: Sequence[tuple[str, str]], alias: str = "") -> str:
+    """The table's Kusto columns, quoted (the store may have hidden columns besides)."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(f'{prefix}"{name}"' for name, _ in columns)
+
+
+def schema(table: str) -> list[tuple[str, str]]:
+    return [(c.name, c.type) for c in catalog().tables[table].columns]
+
+
 def _defaults(columns: list[tuple[str, str]], given: dict[str, str]) -> list[str]:
     """One SQL expression per table column: the given one, else a typed empty value."""
     empty = {"string": "''", "long": "0", "int": "0", "real": "0.0", "bool": "false"}
@@ -483,7 +494,7 @@ def generate(db: Database, rows: int, network: bool = True) -> dict[str, float]:
     cols = tables["DeviceProcessEvents"]
     exprs = _defaults(cols, process_columns(rows, dims))
     con.execute(f"""
-        INSERT INTO "DeviceProcessEvents"
+        INSERT INTO "DeviceProcessEvents" ({column_list(cols)})
         SELECT {", ".join(exprs)}
         FROM (SELECT *, {_timestamp(rows, 10)} AS ts,
                      {pick(['system', 'local service', 'network service'] + dims.users, 'a')}
@@ -493,12 +504,13 @@ def generate(db: Database, rows: int, network: bool = True) -> dict[str, float]:
     if network:
         n = max(rows // 5, 1)
         t0 = time.perf_counter()
-        exprs = _defaults(tables["DeviceNetworkEvents"], network_columns(dims))
+        cols = tables["DeviceNetworkEvents"]
+        exprs = _defaults(cols, network_columns(dims))
         port_bag = weighted_bag([w for _, w in PORTS])
         proc_bag = weighted_bag([w for _, w in NET_PROCS])
         port = pick([p for p, _ in PORTS], pick(port_bag, h(42, len(port_bag))))
         con.execute(f"""
-            INSERT INTO "DeviceNetworkEvents"
+            INSERT INTO "DeviceNetworkEvents" ({column_list(cols)})
             SELECT {", ".join(exprs)}
             FROM (SELECT *, {_timestamp(n, 40)} AS ts, CAST({port} AS INTEGER) AS port,
                          {pick(proc_bag, h(43, len(proc_bag)))} AS np
@@ -577,6 +589,7 @@ def _term_queries() -> list[Query]:
 
 
 def _filter_queries() -> list[Query]:
+    everything = column_list(schema("DeviceProcessEvents"))
     return [
         Query("eq_tilde",
               'DeviceProcessEvents | where FileName =~ "powershell.exe" '
@@ -598,12 +611,14 @@ def _filter_queries() -> list[Query]:
               "\"DeviceProcessEvents\" WHERE \"FolderPath\" ILIKE 'C:\\Users\\%' GROUP BY 1"),
         Query("top10",
               "DeviceProcessEvents | top 10 by Timestamp",
-              'SELECT * FROM "DeviceProcessEvents" ORDER BY "Timestamp" DESC LIMIT 10'),
+              f'SELECT {everything} FROM "DeviceProcessEvents" ORDER BY "Timestamp" DESC '
+              "LIMIT 10"),
     ]
 
 
 def _summarize_queries() -> list[Query]:
     since = "TIMESTAMP '2024-05-24 00:00:00'"
+    everything = column_list(schema("DeviceProcessEvents"))
     return [
         Query("count_by_2keys",
               "DeviceProcessEvents | summarize count() by AccountName, FileName",
@@ -622,8 +637,8 @@ def _summarize_queries() -> list[Query]:
               f'WHERE "Timestamp" > {since} GROUP BY 1 ORDER BY "Processes" DESC LIMIT 20'),
         Query("arg_max_star",
               "DeviceProcessEvents | summarize arg_max(Timestamp, *) by DeviceId",
-              'SELECT * FROM "DeviceProcessEvents" QUALIFY row_number() OVER (PARTITION BY '
-              '"DeviceId" ORDER BY "Timestamp" DESC) = 1'),
+              f'SELECT {everything} FROM "DeviceProcessEvents" QUALIFY row_number() OVER '
+              '(PARTITION BY "DeviceId" ORDER BY "Timestamp" DESC) = 1'),
         Query("mv_expand_tags",
               "DeviceProcessEvents | where isnotempty(AdditionalFields) "
               "| extend Fields = parse_json(AdditionalFields) "

@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 import huntsman
 from huntsman.errors import KqlError, KqlSyntaxError
 from huntsman.kql import ast as A
+from huntsman.kql.functions import FUNCTIONS
 from huntsman.kql.literals import format_timespan
 from huntsman.kql.parser import parse
 from huntsman.kql.printer import to_kql
@@ -268,6 +269,8 @@ INTERESTING_STRINGS = ["", "a", "alpha beta", "Alpha", "C:\\x", 'say "hi"', "it'
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 REGEXES = ['@"a+"', '"^x"', "'[0-9]{2}'", '@"\\d"']
 
+FUNCTION_NAMES = sorted(FUNCTIONS)
+
 Cols = list[tuple[str, str]]
 
 
@@ -377,6 +380,12 @@ class QueryGen:
         return quote + kql_escape(value, quote, self.maybe(20)) + quote
 
     def datetime_literal(self) -> str:
+        if self.maybe(15):
+            # the whole range, but no rounding or time zone near its ends: see
+            # test_bug_datetime_overflow_is_not_a_kql_error
+            dt = self.draw(st.datetimes(min_value=datetime(1, 1, 1),
+                                        max_value=datetime(9999, 12, 31, 23, 59, 59)))
+            return f"datetime({dt.year:04d}-{dt:%m-%d %H:%M:%S})"
         dt = self.draw(st.datetimes(min_value=datetime(1900, 1, 1),
                                     max_value=datetime(2100, 12, 31)))
         style = self.small(0, 5)
@@ -400,7 +409,7 @@ class QueryGen:
         if style == 1:
             return f"{abs(n) / 4}{self.pick(['d', 'h', 'min', 'seconds'])}"
         if style == 2:
-            ticks = self.draw(st.integers(-10**17, 10**17))
+            ticks = self.draw(st.integers(-2**62, 2**62))
             return f"timespan({format_timespan(ticks)})"
         if style == 3:
             return f"time({abs(n) % 24}:{abs(n) % 60:02d})"
@@ -461,6 +470,8 @@ class QueryGen:
                 return hex(self.draw(st.integers(0, 2**40)))
             if style == 2:
                 return f"long({self.draw(st.integers(-100, 100))})"
+            if style == 3:
+                return str(self.draw(st.integers(-10**12, 10**12)))
             return str(self.draw(st.integers(-100, 100)))
         if ty == "int":
             return f"int({self.draw(st.integers(-2**31, 2**31 - 1))})"
@@ -496,7 +507,18 @@ class QueryGen:
             options.append(lambda: self.pick(lets))
         if depth > 0:
             options += [lambda: self.compound(ty, cols, depth - 1)] * 3
+            # now and then an ill-typed or arbitrary call: exercises the semantic errors
+            options.append(lambda: self.wild(cols, depth - 1) if self.maybe(50)
+                           else self.expr(self.pick(SCALAR_TYPES), cols, depth - 1))
         return self.pick(options)()
+
+    def wild(self, cols: Cols, depth: int) -> str:
+        """A call of any built-in function with arguments of arbitrary types."""
+        name = self.pick(FUNCTION_NAMES)
+        args = [self.any_expr(cols, depth) for _ in range(self.small(0, 3))]
+        if args and self.maybe(10):
+            args[0] = "x = " + args[0]
+        return f"{name}({', '.join(args)})"
 
     def e(self, ty: str, cols: Cols, depth: int) -> str:
         """A sub-expression: parenthesized when compound (usually)."""

@@ -42,9 +42,11 @@ class DuckDBBackend(Backend):
             config["memory_limit"] = memory_limit
         if threads:
             config["threads"] = threads
-        config["lock_configuration"] = True
         self.path = str(path) if path else ":memory:"
         self.con = duckdb.connect(self.path, config=config)  # type: ignore[arg-type]
+        # datetimes are UTC whatever the machine's zone; then nothing can be changed any more
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET lock_configuration = true")
         self.lock = threading.RLock()
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {_q(_CATALOG_TABLE)} (tbl VARCHAR, "
                          f"ord INTEGER, name VARCHAR, ktype VARCHAR)")
