@@ -112,7 +112,7 @@ class NamedExpr:
 
     expr: Expr
     names: list[str] = field(default_factory=list)
-    pos: int = 0
+    pos: int = field(default=0, compare=False, repr=False)
 
 
 # ---------------------------------------------------------------- tabular expressions

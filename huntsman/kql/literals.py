@@ -48,12 +48,18 @@ def parse_datetime(body: str) -> datetime | None:
         micros = 0
         if frac:
             micros = round(int(frac.ljust(9, "0")[:9]) / 1000)
-        dt = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(sec or 0))
-        dt += timedelta(microseconds=micros)
+        try:
+            dt = datetime(int(y), int(mo), int(d), int(h or 0), int(mi or 0), int(sec or 0))
+            dt += timedelta(microseconds=micros)
+        except OverflowError:
+            raise ValueError(f"'{body}' is out of the datetime range") from None
         if tz and tz != "Z":
             sign = 1 if tz[0] == "+" else -1
             digits = tz[1:].replace(":", "")
-            dt -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+            try:
+                dt -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+            except OverflowError:
+                raise ValueError(f"'{body}' is out of the datetime range") from None
         return dt
     m = _SLASH.match(s)
     if m:

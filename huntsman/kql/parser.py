@@ -271,6 +271,9 @@ class Parser:
                     not (word in ("cluster", "database") and self.peek().text != "("):
                 raise UnsupportedError(f"The '{word}' operator is not supported yet",
                                            t.line, t.col, self.text)
+            if (word in TYPED_LITERAL_CALLS or word in ("typeof", "toscalar")) and \
+                    self.peek().text == "(":
+                raise self.unexpected("a table name or tabular expression")
             if word == "table" and self.peek().text == "(":
                 self.advance()
                 self.expect("(")
@@ -283,7 +286,7 @@ class Parser:
             if self.at("(") and self.tok.pos == t.end:
                 names: list[str | None] = []
                 args = self.call_args(names)
-                return A.TabularCall(word, args, names, pos=pos)
+                return A.TabularCall(word, args, names if any(names) else [], pos=pos)
             name = word
             while self.at("*") and self.tok.pos == self.toks[self.i - 1].end:
                 # wildcard table names are only meaningful in union; keep them as a pattern
@@ -350,8 +353,10 @@ class Parser:
         op.pos = t.pos
         return op
 
-    def params(self) -> dict[str, Any]:
-        """``name=value`` options before an operator's operands (kind=, hint.x=, ...)."""
+    def params(self, allowed: tuple[str, ...] = ()) -> dict[str, Any]:
+        """``name=value`` options before an operator's operands: ``hint.*`` always, and the
+        names in ``allowed`` (kind=, withsource=, ...) — so a column named ``kind`` still
+        works where the operator has no such option."""
         out: dict[str, Any] = {}
         while self.tok.kind == Kind.IDENT:
             j = self.i
@@ -363,10 +368,7 @@ class Parser:
             key = ".".join(parts)
             if self.toks[k].text != "=" or self.toks[k + 1].text == "=":
                 break
-            known = key.startswith("hint.") or key in (
-                "kind", "withsource", "isfuzzy", "bagexpansion", "with_itemindex", "flags",
-                "decodeblocks", "project_smart", "materialized", "with_source")
-            if not known:
+            if not (key.startswith("hint.") or key in allowed):
                 break
             self.i = k + 1
             v = self.tok
@@ -547,7 +549,7 @@ class Parser:
         return conds
 
     def op_join(self) -> A.Operator:
-        params = self.params()
+        params = self.params(("kind",))
         kind = str(params.pop("kind", "innerunique"))
         if kind not in JOIN_KINDS:
             raise self.error(f"Syntax error: unknown join kind '{kind}'")
@@ -555,13 +557,13 @@ class Parser:
         return A.Join(right, kind, self.join_conditions(), params)
 
     def op_lookup(self) -> A.Operator:
-        params = self.params()
+        params = self.params(("kind",))
         kind = str(params.pop("kind", "leftouter"))
         right = self.join_right()
         return A.Lookup(right, kind, self.join_conditions())
 
     def union_body(self) -> A.Union:
-        params = self.params()
+        params = self.params(("kind", "withsource", "isfuzzy", "with_source"))
         tables: list[A.Tabular] = []
         while True:
             if self.at("("):
@@ -583,7 +585,7 @@ class Parser:
         return self.union_body()
 
     def op_mv_expand(self) -> A.Operator:
-        params = self.params()
+        params = self.params(("bagexpansion", "with_itemindex", "kind"))
         cols: list[tuple[A.NamedExpr, str | None]] = []
         while True:
             ne = self.named_expr()
@@ -608,7 +610,7 @@ class Parser:
         return A.MvExpand(cols, str(idx) if idx else None, limit, str(expansion))
 
     def op_parse(self) -> A.Operator:
-        params = self.params()
+        params = self.params(("kind", "flags"))
         kind = str(params.get("kind", "simple"))
         if kind not in ("simple", "regex", "relaxed"):
             raise self.error(f"Syntax error: unknown parse kind '{kind}'")
@@ -643,7 +645,7 @@ class Parser:
         return A.Serialize(exprs)
 
     def op_as(self) -> A.Operator:
-        self.params()
+        self.params(("materialized",))
         return A.As(self.name())
 
     def op_getschema(self) -> A.Operator:
@@ -949,7 +951,7 @@ class Parser:
                 self.advance()
                 arg_names: list[str | None] = []
                 args = self.call_args(arg_names)
-                return A.Call(word, args, arg_names, pos=pos)
+                return A.Call(word, args, arg_names if any(arg_names) else [], pos=pos)
             self.advance()
             return A.Name(word, pos=pos)
         raise self.unexpected("an expression")
@@ -996,7 +998,7 @@ class Parser:
             if word in ("timespan", "time"):
                 return A.Literal(parse_timespan(body), "timespan", pos=t.pos)
             return A.Literal(parse_guid(body), "guid", pos=t.pos)
-        except ValueError as e:
+        except (ValueError, OverflowError) as e:
             raise self.error(f"Syntax error: {e}", t) from None
 
     def typed_literal(self) -> A.Expr:

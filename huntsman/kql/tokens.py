@@ -46,7 +46,7 @@ HYPHENATED = {
     "mv-expand", "mv-apply", "parse-where", "parse-kv", "make-series", "top-nested",
     "top-hitters", "sample-distinct", "assert-schema", "macro-expand", "make-graph",
     "graph-match", "graph-to-table", "graph-shortest-paths", "graph-mark-components",
-    "scan-expand", "partition-by",
+    "scan-expand", "partition-by", "granny-asc", "granny-desc",
 }
 BANG_WORDS = {
     "has", "contains", "in", "between", "startswith", "endswith", "hasprefix", "hassuffix",
@@ -80,6 +80,8 @@ _GUID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(?![0-9A-Za-z_])")
 _WS = " \t\r\n\f\v\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a" \
       "\u200b\u3000\ufeff"
+_DIGITS = frozenset("0123456789")
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "a": "\a", "b": "\b", "f": "\f", "n": "\n",
             "r": "\r", "t": "\t", "v": "\v", "0": "\0"}
 
@@ -120,10 +122,10 @@ class Lexer:
                 self.emit(Kind.STRING, start, self.read_string())
             elif t.startswith("```", self.i) or t.startswith("~~~", self.i):
                 self.emit(Kind.STRING, start, self.read_multiline())
-            elif c.isdigit() or (c == "." and self.i + 1 < n and t[self.i + 1].isdigit()
+            elif c in _DIGITS or (c == "." and self.i + 1 < n and t[self.i + 1] in _DIGITS
                                  and not (self.tokens and self.tokens[-1].text == ".")):
                 self.read_number(start)
-            elif c == "!" and self.i + 1 < n and (t[self.i + 1].isalpha()):
+            elif c == "!" and self.i + 1 < n and t[self.i + 1] in _LETTERS:
                 m = _IDENT.match(t, self.i + 1)
                 assert m
                 word = m.group(0)
@@ -134,7 +136,7 @@ class Lexer:
                     self.emit(Kind.OP, start)
                 else:
                     raise self.error(f"Unexpected '!{word}': there is no operator '!{word}'")
-            elif c.isalpha() or c in "_$":
+            elif c in _LETTERS or c in "_$":
                 self.read_word(start)
             else:
                 for p in PUNCT:
@@ -251,6 +253,11 @@ class Lexer:
         if num.endswith(".") and t.startswith("..", m.end() - 1):
             num = num[:-1]
         self.i = start + len(num)
+        g = _GUID.match(t, start)
+        if g:
+            self.i = g.end()
+            self.emit(Kind.GUID, start, g.group(0).lower())
+            return
         w = _WORD_AFTER_NUM.match(t, self.i)
         if w:
             unit = w.group(0)
