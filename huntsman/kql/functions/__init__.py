@@ -112,4 +112,8 @@ def default_result_name(func: str, first_arg_name: str | None) -> str | None:
 
 
 from huntsman.kql.functions import aggregates as _aggregates  # noqa: E402,F401
+from huntsman.kql.functions import dynamic_fns as _dynamic_fns  # noqa: E402,F401
+from huntsman.kql.functions import network as _network  # noqa: E402,F401
+from huntsman.kql.functions import parsing as _parsing  # noqa: E402,F401
 from huntsman.kql.functions import scalar as _scalar  # noqa: E402,F401
+from huntsman.kql.functions import text as _text  # noqa: E402,F401
