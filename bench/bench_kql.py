@@ -22,6 +22,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -995,18 +996,30 @@ def benchmark(args: argparse.Namespace) -> tuple[dict[str, Result], dict[str, An
         for r, runs in checked.values():
             if r.error:
                 continue
+            print(f"  {r.name:<18} ", end="", flush=True)
             measure(r, runs, args.reps, args.budget)
-            print(f"  {r.name:<18} huntsman {r.huntsman_ms:10.1f} ms   SQL {r.sql_ms:9.1f} ms"
+            print(f"huntsman {r.huntsman_ms:10.1f} ms   SQL {r.sql_ms:9.1f} ms"
                   f"   (reps: {r.reps or '0, warm-up run only'})", flush=True)
         samples = compile_times(db, qs, results, args.compile_runs)
     return results, summarize(results, samples), took
 
 
+def git_commit() -> str | None:
+    """The checked-out commit of the repository, to date the figures (None outside git)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, check=True, cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip() or None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    commit = git_commit()
     print(f"huntsman benchmark: {args.rows:,} DeviceProcessEvents rows, {args.reps} reps, "
           f"duckdb {duckdb.__version__}, python {platform.python_version()}, "
-          f"{os.cpu_count()} cpus")
+          f"{os.cpu_count()} cpus, commit {commit}")
     results, summary, took = benchmark(args)
     print_table(results)
     print_summary(results, summary)
@@ -1015,11 +1028,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         mem = memory_check(args.rows)
         print_memory(mem)
     if args.json:
-        doc = {"rows": args.rows, "reps": args.reps, "duckdb": duckdb.__version__,
+        doc = {"commit": commit, "rows": args.rows, "reps": args.reps, "duckdb": duckdb.__version__,
                "python": platform.python_version(), "cpus": os.cpu_count(),
                "generate_s": took, "queries": [asdict(r) for r in results.values()],
                "summary": summary, "memory_check": mem,
-               "sql": {q.name: q.sql for q in queries()}}
+               "queries_text": {q.name: {"kql": q.kql, "sql": q.sql, "ilike_sql": q.ilike_sql,
+                                         "huntsman_sql": huntsman.to_sql(q.kql, now=NOW)}
+                                for q in queries()}}
         args.json.write_text(json.dumps(doc, indent=2, default=str))
         print(f"\nwrote {args.json}")
     return 0

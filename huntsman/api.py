@@ -8,260 +8,31 @@
 
 from __future__ import annotations
 
-import gzip
-import io
-import json
-import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from decimal import Decimal
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import pyarrow as pa
+from huntsman.compiler.compiler import compile_kql
+from huntsman.errors import KqlSemanticError
+from huntsman.store import Store
+from huntsman.store.database import Database, QueryResult, QueryStats
+from huntsman.store.ingest import IngestReport, Rejection
 
-from huntsman.backends.duckdb import DuckDBBackend
-from huntsman.compiler.compiler import CompiledQuery, compile_kql
-from huntsman.errors import HuntsmanError, IngestError, KqlSemanticError, QueryExecutionError
-from huntsman.schema import catalog, normalize_type
-from huntsman.store.coerce import arrow_to_schema, records_to_arrow
-
-
-@dataclass
-class QueryStats:
-    elapsed: float = 0.0  # seconds, end to end
-    compile_time: float = 0.0
-    execute_time: float = 0.0
-    rows: int = 0
-    bytes: int = 0
-    sql: str = ""
-    tables: list[str] = field(default_factory=list)
+__all__ = ["Database", "IngestReport", "QueryResult", "QueryStats", "Rejection", "Store",
+           "connect", "to_sql"]
 
 
-class QueryResult:
-    """A query's result: Kusto-typed columns and rows (datetimes are timezone-aware UTC)."""
+def connect(path: str | Path | None = None, *, tenant: str | None = None, **kw: Any
+            ) -> Database:
+    """Open a store: in memory by default, or on disk under ``path``.
 
-    def __init__(self, table: pa.Table, compiled: CompiledQuery, stats: QueryStats):
-        self.columns: list[tuple[str, str]] = compiled.columns
-        self.render = compiled.render
-        self.stats = stats
-        self.sql = compiled.sql
-        self._raw = table.rename_columns([c for c, _ in compiled.columns])
-        self._rows: list[tuple[Any, ...]] | None = None
-
-    def __len__(self) -> int:
-        return self._raw.num_rows
-
-    def __repr__(self) -> str:
-        return f"<QueryResult {len(self)} rows × {len(self.columns)} columns>"
-
-    @property
-    def rows(self) -> list[tuple[Any, ...]]:
-        if self._rows is None:
-            converters = [_py_converter(t) for _, t in self.columns]
-            cols = [self._raw.column(i).to_pylist() for i in range(self._raw.num_columns)]
-            self._rows = [tuple(conv(v) for conv, v in zip(converters, row, strict=True))
-                          for row in zip(*cols, strict=True)] if cols else []
-        return self._rows
-
-    def to_dicts(self) -> list[dict[str, Any]]:
-        names = [c for c, _ in self.columns]
-        return [dict(zip(names, r, strict=True)) for r in self.rows]
-
-    def to_arrow(self) -> pa.Table:
-        """Arrow with datetimes as UTC timestamps and timespans as durations."""
-        arrays = []
-        for i, (_, t) in enumerate(self.columns):
-            arr = self._raw.column(i)
-            if t == "datetime":
-                arr = arr.cast(pa.timestamp("us", tz="UTC"))
-            elif t == "timespan":
-                arr = arr.cast(pa.duration("us"))
-            arrays.append(arr)
-        return pa.table(arrays, names=[c for c, _ in self.columns])
-
-    def to_pandas(self) -> Any:
-        return self.to_arrow().to_pandas()
-
-
-def _py_converter(ktype: str) -> Any:
-    if ktype == "datetime":
-        return lambda v: v.replace(tzinfo=UTC) if v is not None else None
-    if ktype == "timespan":
-        from datetime import timedelta
-        return lambda v: timedelta(microseconds=v) if v is not None else None
-    if ktype == "dynamic":
-        return lambda v: json.loads(v) if v is not None else None
-    if ktype == "guid":
-        return lambda v: str(v) if v is not None else None
-    if ktype == "decimal":
-        return lambda v: Decimal(str(v)) if v is not None else None
-    return lambda v: v
-
-
-def _read_records(path: Path) -> Iterable[Mapping[str, Any]]:
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
-    text = raw.decode("utf-8-sig")
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        data = json.loads(text)
-        yield from data
-        return
-    for i, line in enumerate(io.StringIO(text), 1):
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError as e:
-            raise IngestError(f"invalid JSON: {e}", i, str(path)) from None
-        if not isinstance(rec, dict):
-            raise IngestError("a record must be a JSON object", i, str(path))
-        yield rec
-
-
-class Database:
-    """A telemetry store with every Advanced Hunting table, queried with KQL."""
-
-    def __init__(self, path: str | Path | None = None, *, memory_limit: str | None = None,
-                 threads: int | None = None):
-        file: Path | None = None
-        if path is not None:
-            p = Path(path)
-            if p.suffix in (".duckdb", ".db"):
-                p.parent.mkdir(parents=True, exist_ok=True)
-                file = p
-            else:
-                p.mkdir(parents=True, exist_ok=True)
-                file = p / "huntsman.duckdb"
-        self.backend = DuckDBBackend(file, memory_limit=memory_limit, threads=threads)
-        for t in catalog().tables.values():
-            if t.name not in self.backend.tables():
-                self.backend.create_table(t.name, [(c.name, c.type) for c in t.columns])
-
-    # ------------------------------------------------------------ catalog
-
-    def tables(self) -> dict[str, list[tuple[str, str]]]:
-        """Every table with its columns and Kusto types."""
-        return dict(self.backend.tables())
-
-    def has_table(self, name: str) -> bool:
-        return name in self.backend.tables()
-
-    def create_table(self, name: str, columns: list[tuple[str, str]]) -> None:
-        """Create a custom table: ``db.create_table("MyLogs", [("Timestamp", "datetime")])``."""
-        if not name or not all(ch.isalnum() or ch in "_-." for ch in name):
-            raise HuntsmanError(f"invalid table name {name!r}: use letters, digits, _ - .")
-        if not columns:
-            raise HuntsmanError(f"table '{name}' needs at least one column")
-        norm: list[tuple[str, str]] = []
-        seen: set[str] = set()
-        for cname, ctype in columns:
-            if cname.lower() in seen:
-                raise HuntsmanError(f"table '{name}': column names must be unique "
-                                    f"(ignoring case): '{cname}'")
-            seen.add(cname.lower())
-            try:
-                norm.append((cname, normalize_type(ctype)))
-            except ValueError as e:
-                raise HuntsmanError(f"table '{name}', column '{cname}': {e}") from None
-        self.backend.create_table(name, norm)
-
-    # ------------------------------------------------------------ ingestion
-
-    def ingest(self, table: str, data: Any) -> int:
-        """Add rows: a list of dicts, an Arrow table, or a path (NDJSON/JSON, CSV, Parquet)."""
-        if not self.has_table(table):
-            raise IngestError(f"unknown table '{table}' (create it with create_table first)")
-        columns = self.backend.tables()[table]
-        if isinstance(data, pa.Table):
-            batch = arrow_to_schema(data, columns)
-        elif isinstance(data, (str, Path)):
-            batch = self._read_path(Path(data), columns)
-        else:
-            batch = records_to_arrow(data, columns)
-        return self.backend.append(table, batch)
-
-    def _read_path(self, path: Path, columns: list[tuple[str, str]]) -> pa.Table:
-        if not path.exists():
-            raise IngestError(f"no such file: {path}")
-        name = path.name.lower()
-        if name.endswith(".parquet"):
-            import pyarrow.parquet as pq
-            return arrow_to_schema(pq.read_table(path), columns, str(path))
-        if name.endswith(".csv") or name.endswith(".csv.gz"):
-            import pyarrow.csv as pcsv
-            string_cols = {c: pa.string() for c, _ in columns}
-            tbl = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
-                column_types=string_cols, strings_can_be_null=False))
-            return arrow_to_schema(tbl, columns, str(path))
-        return records_to_arrow(_read_records(path), columns, str(path))
-
-    def load_directory(self, directory: str | Path) -> dict[str, int]:
-        """Ingest every ``<Table>.{ndjson,json,jsonl,csv,parquet}[.gz]`` file of a folder."""
-        d = Path(directory)
-        if not d.is_dir():
-            raise IngestError(f"no such directory: {d}")
-        counts: dict[str, int] = {}
-        for f in sorted(d.iterdir()):
-            table = f.name.split(".")[0]
-            if not f.is_file() or not self.has_table(table):
-                continue
-            counts[table] = counts.get(table, 0) + self.ingest(table, f)
-        return counts
-
-    # ------------------------------------------------------------ queries
-
-    def compile(self, kql: str, now: datetime | None = None) -> CompiledQuery:
-        return self.backend.compile(kql, now)
-
-    def query(self, kql: str, now: datetime | None = None) -> QueryResult:
-        """Run a KQL query and return its result."""
-        t0 = time.perf_counter()
-        compiled = self.compile(kql, now)
-        t1 = time.perf_counter()
-        try:
-            table = self.backend.execute(compiled.sql)
-        except duckdb.Error as e:
-            raise QueryExecutionError(_engine_message(e)) from None
-        t2 = time.perf_counter()
-        stats = QueryStats(elapsed=t2 - t0, compile_time=t1 - t0, execute_time=t2 - t1,
-                           rows=table.num_rows, bytes=table.nbytes, sql=compiled.sql,
-                           tables=compiled.tables)
-        return QueryResult(table, compiled, stats)
-
-    def close(self) -> None:
-        self.backend.close()
-
-    def __enter__(self) -> Database:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _engine_message(e: Exception) -> str:
-    """A runtime failure in user terms (never the raw SQL)."""
-    text = str(e).split("\n")[0]
-    if "Conversion Error" in text or "Could not convert" in text:
-        return f"A value could not be converted while running the query: {text.split(':', 1)[-1].strip()}"
-    if "Out of Memory" in text:
-        return "The query ran out of memory; narrow it with a time filter or fewer columns"
-    if "Invalid Input Error" in text and "regex" in text.lower():
-        return f"Invalid regular expression: {text.split(':', 1)[-1].strip()}"
-    if text.startswith(("Binder Error", "Parser Error", "Catalog Error")):
-        # the compiler produced SQL the engine rejects: a huntsman bug, not the user's
-        return ("internal error: this query compiled to SQL that the engine rejected; "
-                f"please report it with the query ({text})")
-    return f"The query failed while running: {text}"
-
-
-def connect(path: str | Path | None = None, **kw: Any) -> Database:
-    """Open a store: in memory by default, or on disk under ``path``."""
+    ``path`` is a data directory (its ``default`` tenant, or ``tenant``) or a ``.duckdb`` file.
+    ``connect(tenant="contoso")`` opens that tenant under ``$HUNTSMAN_DATA_DIR`` (``./data``).
+    """
+    if tenant is not None:
+        if path is not None and Path(path).suffix in (".duckdb", ".db"):
+            raise KqlSemanticError("tenant= needs a data directory, not a database file")
+        return Store(path, **kw).tenant(tenant)
     return Database(path, **kw)
 
 

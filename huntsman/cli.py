@@ -4,6 +4,12 @@
     huntsman query --data ./fixtures --format csv -f hunt.kql
     huntsman query --sql "DeviceLogonEvents | where RemoteIPType == 'Public' | take 5"
     huntsman shell --demo
+    huntsman ingest --tenant contoso export/*.json            # Defender streaming-API export
+    huntsman ingest --table DeviceProcessEvents events.ndjson.gz
+    huntsman demo --devices 200 --days 14                     # into the default tenant
+    huntsman query --tenant contoso "DeviceLogonEvents | take 20"
+    huntsman tenants list | create NAME | delete NAME
+    huntsman retention set 90 --tenant contoso [--table DeviceNetworkEvents]
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 import huntsman
+from huntsman.api import Store
 from huntsman.errors import HuntsmanError, KqlError
 from huntsman.kql.literals import format_datetime_iso, format_timespan
 
@@ -93,8 +100,30 @@ def report_error(e: Exception) -> None:
         err.print(f"[bold red]error[/bold red]: {e}", highlight=False)
 
 
-def open_db(db_path: Path | None, data: Path | None, demo: bool) -> huntsman.Database:
-    db = huntsman.connect(db_path)
+DATA_DIR_HELP = "The data directory holding one database per tenant (env HUNTSMAN_DATA_DIR)."
+
+
+def data_dir_option() -> Any:
+    return typer.Option(Path("data"), "--data-dir", envvar="HUNTSMAN_DATA_DIR",
+                        help=DATA_DIR_HELP)
+
+
+def tenant_store(data_dir: Path) -> Store:
+    return Store(data_dir)
+
+
+def open_db(db_path: Path | None, data: Path | None, demo: bool, tenant: str | None = None,
+            data_dir: Path | None = None) -> huntsman.Database:
+    if tenant is not None:
+        if db_path is not None:
+            raise HuntsmanError("use either --tenant or --db, not both")
+        store = tenant_store(data_dir or Path("data"))
+        if not store.has_tenant(tenant):
+            raise HuntsmanError(f"no tenant '{tenant}' in {store.data_dir} (create it with "
+                                f"`huntsman tenants create {tenant}` or ingest into it)")
+        db = store.tenant(tenant)
+    else:
+        db = huntsman.connect(db_path)
     if data is not None:
         db.load_directory(data)
     if demo:
@@ -124,6 +153,8 @@ def query(
     sql: bool = typer.Option(False, "--sql", help="Print the SQL the query compiles to."),
     now: str | None = typer.Option(None, "--now", help="Pin now() (ISO 8601), for repeatable runs."),
     demo: bool = typer.Option(False, "--demo", help="Load the demo environment first."),
+    tenant: str | None = typer.Option(None, "--tenant", help="Query this tenant's store."),
+    data_dir: Path = data_dir_option(),
 ) -> None:
     """Run a KQL query and print its result."""
     try:
@@ -134,11 +165,11 @@ def query(
         if not kql:
             raise HuntsmanError("no query given: pass it as an argument or with -f FILE")
         if sql:
-            db = open_db(db_path, None, False) if db_path else None
+            db = open_db(db_path, None, False, tenant, data_dir) if db_path or tenant else None
             text = db.compile(kql, _now(now)).sql if db else huntsman.to_sql(kql, now=_now(now))
             print(text)
             return
-        db = open_db(db_path, data, demo)
+        db = open_db(db_path, data, demo, tenant, data_dir)
         print_result(db.query(kql, _now(now)), fmt)
     except HuntsmanError as e:
         report_error(e)
@@ -165,10 +196,12 @@ def shell(
     data: Path | None = typer.Option(None, "--data", help="Load table files from this folder."),
     db_path: Path | None = typer.Option(None, "--db", help="An on-disk store (folder)."),
     demo: bool = typer.Option(False, "--demo", help="Load the demo environment first."),
+    tenant: str | None = typer.Option(None, "--tenant", help="Hunt in this tenant's store."),
+    data_dir: Path = data_dir_option(),
 ) -> None:
     """Interactive hunting: type KQL, end a query with an empty line; `.quit` leaves."""
     try:
-        db = open_db(db_path, data, demo)
+        db = open_db(db_path, data, demo, tenant, data_dir)
     except HuntsmanError as e:
         report_error(e)
         raise typer.Exit(1) from None
@@ -207,7 +240,200 @@ def shell(
 @app.command("demo-shell", hidden=True)
 def demo_shell() -> None:
     """What `make run` starts: the interactive shell over the demo environment."""
-    shell(data=None, db_path=None, demo=True)
+    shell(data=None, db_path=None, demo=True, tenant=None, data_dir=Path("data"))
+
+
+class OnErrorChoice(StrEnum):
+    skip = "skip"
+    fail = "fail"
+
+
+class FormatChoice(StrEnum):
+    auto = "auto"
+    ndjson = "ndjson"
+    json = "json"
+    export = "export"
+    csv = "csv"
+    parquet = "parquet"
+
+
+@app.command()
+def ingest(
+    files: list[Path] = typer.Argument(..., help="Files to ingest (NDJSON[.gz], JSON, Defender "
+                                       "streaming-API export, CSV, Parquet)."),
+    tenant: str = typer.Option("default", "--tenant", help="The tenant (created on first use)."),
+    table: str | None = typer.Option(None, "--table", help="The table (not needed for export "
+                                     "files, nor for files named <Table>.ndjson etc.)."),
+    fmt: FormatChoice = typer.Option(FormatChoice.auto, "--format", help="The format; detected "
+                                     "by default."),
+    on_error: OnErrorChoice = typer.Option(OnErrorChoice.skip, "--on-error", help="skip: store "
+                                           "the good records and list the bad ones; fail: "
+                                           "store nothing from a file with a bad record."),
+    batch_id: str | None = typer.Option(None, "--batch-id", help="Id of the batch (one file): "
+                                        "re-sending the same id writes nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON report per file."),
+    show: int = typer.Option(20, "--show", help="List at most this many rejected records."),
+    data_dir: Path = data_dir_option(),
+) -> None:
+    """Ingest telemetry files into a tenant's store, one committed batch per file."""
+    failed = False
+    try:
+        db = tenant_store(data_dir).tenant(tenant)
+    except HuntsmanError as e:
+        report_error(e)
+        raise typer.Exit(1) from None
+    for i, path in enumerate(files):
+        bid = None if batch_id is None else (batch_id if len(files) == 1 else f"{batch_id}:{i}")
+        try:
+            rep = db.ingest(table, path, format=None if fmt == FormatChoice.auto else fmt.value,
+                            batch_id=bid, on_error=on_error.value)
+        except HuntsmanError as e:
+            report_error(e)
+            failed = True
+            continue
+        if as_json:
+            print(json.dumps(rep.to_dict(), ensure_ascii=False))
+            continue
+        size = rep.bytes / 1e6
+        rate = f" in {rep.elapsed:.1f} s ({rep.accepted / max(rep.elapsed, 1e-9):,.0f} rows/s, " \
+               f"{size / max(rep.elapsed, 1e-9):,.1f} MB/s)" if rep.elapsed else ""
+        print(f"{path}: {rep.summary()}{rate}")
+        for name, counts in sorted(rep.tables.items()):
+            extra = f" (unknown columns kept in AdditionalFields: " \
+                    f"{', '.join(counts.overflow)})" if counts.overflow else ""
+            print(f"  {name}: {counts.accepted:,} accepted, {counts.rejected:,} rejected, "
+                  f"{counts.duplicates:,} duplicates{extra}")
+        for r in rep.rejections[:show]:
+            print(f"  rejected {r}")
+        if rep.rejected > show:
+            print(f"  ... and {rep.rejected - show:,} more rejected records (see --json)")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    tenant: str = typer.Option("default", "--tenant", help="The tenant to load it into."),
+    devices: int = typer.Option(20, "--devices", min=1, help="How many devices."),
+    days: int = typer.Option(7, "--days", min=1, help="How many days of telemetry."),
+    seed: int = typer.Option(1, "--seed", help="The same seed gives the same environment."),
+    replace: bool = typer.Option(False, "--replace", help="Delete the tenant's data first."),
+    data_dir: Path = data_dir_option(),
+) -> None:
+    """Generate a realistic environment with attacks in it, into a tenant's store."""
+    import time
+
+    from huntsman.store import demo as demo_data
+    try:
+        store = tenant_store(data_dir)
+        if replace and store.has_tenant(tenant):
+            store.delete_tenant(tenant)
+        db = store.tenant(tenant)
+        t0 = time.perf_counter()
+        counts = demo_data.load(db, seed=seed, devices=devices, days=days)
+    except HuntsmanError as e:
+        report_error(e)
+        raise typer.Exit(1) from None
+    took = time.perf_counter() - t0
+    total = sum(counts.values())
+    print(f"tenant '{tenant}' in {store.data_dir}: {total:,} rows in {took:.1f} s "
+          f"({devices} devices, {days} days, seed {seed})")
+    for name, n in sorted(counts.items()):
+        print(f"  {name}: {n:,}")
+    if total == 0:
+        print("  (already loaded: the same environment is stored once)")
+
+
+tenants_app = typer.Typer(help="List, create and delete tenants.", no_args_is_help=True)
+app.add_typer(tenants_app, name="tenants")
+
+
+@tenants_app.command("list")
+def tenants_list(data_dir: Path = data_dir_option()) -> None:
+    """The tenants of the data directory."""
+    for name in tenant_store(data_dir).tenants():
+        print(name)
+
+
+@tenants_app.command("create")
+def tenants_create(name: str = typer.Argument(...), data_dir: Path = data_dir_option()) -> None:
+    """Create a tenant (with every Advanced Hunting table, empty)."""
+    try:
+        tenant_store(data_dir).create_tenant(name)
+    except HuntsmanError as e:
+        report_error(e)
+        raise typer.Exit(1) from None
+    print(f"created tenant '{name}'")
+
+
+@tenants_app.command("delete")
+def tenants_delete(name: str = typer.Argument(...),
+                   yes: bool = typer.Option(False, "--yes", help="Do not ask."),
+                   data_dir: Path = data_dir_option()) -> None:
+    """Delete a tenant and all its data."""
+    store = tenant_store(data_dir)
+    try:
+        if not store.has_tenant(name):
+            raise HuntsmanError(f"no tenant '{name}' in {store.data_dir}")
+        if not yes and not typer.confirm(f"Delete tenant '{name}' and all its data?"):
+            raise typer.Exit(1)
+        store.delete_tenant(name)
+    except HuntsmanError as e:
+        report_error(e)
+        raise typer.Exit(1) from None
+    print(f"deleted tenant '{name}'")
+
+
+retention_app = typer.Typer(help="How long each tenant keeps its rows.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("show")
+def retention_show(tenant: str = typer.Option("default", "--tenant"),
+                   data_dir: Path = data_dir_option()) -> None:
+    """Retention in days of every table of a tenant."""
+    try:
+        db = open_db(None, None, False, tenant, data_dir)
+    except HuntsmanError as e:
+        report_error(e)
+        raise typer.Exit(1) from None
+    for name, days in db.retention().items():
+        print(f"{name}: {days} days")
+
+
+@retention_app.command("set")
+def retention_set(days: int = typer.Argument(..., min=1, help="Days to keep rows."),
+                  tenant: str = typer.Option("default", "--tenant"),
+                  table: str | None = typer.Option(None, "--table", help="Only this table "
+                                                   "(default: the tenant's default)."),
+                  data_dir: Path = data_dir_option()) -> None:
+    """Set a tenant's retention (for all tables, or one)."""
+    try:
+        db = open_db(None, None, False, tenant, data_dir)
+        db.set_retention(days, table)
+    except HuntsmanError as e:
+        report_error(e)
+        raise typer.Exit(1) from None
+    print(f"tenant '{tenant}': {table or 'all tables'} kept {days} days")
+
+
+@retention_app.command("run")
+def retention_run(tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant."),
+                  data_dir: Path = data_dir_option()) -> None:
+    """Delete expired rows now (what the background job does)."""
+    from huntsman.store.retention import RetentionJob
+    store = tenant_store(data_dir)
+    try:
+        job = RetentionJob(open_db(None, None, False, tenant, data_dir) if tenant else store)
+        deleted = job.run_once()
+    except HuntsmanError as e:
+        report_error(e)
+        raise typer.Exit(1) from None
+    for name, tables in deleted.items():
+        total = sum(tables.values())
+        print(f"{name}: {total:,} expired rows deleted"
+              + (f" ({', '.join(f'{t} {n:,}' for t, n in sorted(tables.items()))})"
+                 if tables else ""))
 
 
 def main() -> None:  # pragma: no cover

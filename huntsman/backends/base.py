@@ -3,10 +3,45 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import pyarrow as pa
 
-from huntsman.compiler.compiler import CompiledQuery, compile_kql
+from huntsman.compiler.compiler import INGESTION_TIME, CompiledQuery, compile_kql
+
+__all__ = ["INGESTION_TIME", "Backend", "BatchCommit", "BatchWriter", "CompiledQuery"]
+
+
+@dataclass
+class BatchCommit:
+    """What one committed batch did: rows inserted and rows dropped as duplicates, per table.
+
+    ``duplicate_batch`` is true when the batch id had already been committed: nothing was
+    written and ``inserted`` holds the counts of the first commit.
+    """
+
+    batch_id: str
+    inserted: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)
+    duplicate_batch: bool = False
+
+
+class BatchWriter(ABC):
+    """An open batch (one transaction); holds the backend's write lock until it ends."""
+
+    previous: BatchCommit | None = None
+
+    @abstractmethod
+    def insert(self, name: str, data: pa.Table, keys: Sequence[str] | None = None) -> int:
+        """Insert coerced rows; returns the rows inserted (the rest were duplicates)."""
+
+    @abstractmethod
+    def commit(self) -> BatchCommit: ...
+
+    @abstractmethod
+    def rollback(self) -> None: ...
 
 
 class Backend(ABC):
@@ -27,6 +62,42 @@ class Backend(ABC):
     @abstractmethod
     def append(self, name: str, data: pa.Table) -> int:
         """Append an Arrow batch already coerced to the table's schema; returns rows added."""
+
+    @abstractmethod
+    def begin_batch(self, batch_id: str) -> BatchWriter:
+        """Start one batch: a transaction that takes Arrow inserts into any tables.
+
+        Idempotent: if ``batch_id`` was already committed the writer's ``previous`` holds what
+        that commit did and nothing may be written. A row whose ``keys`` columns (all
+        non-empty) equal those of a stored row — or of an earlier row of the same batch — is
+        dropped as a duplicate. ``commit()`` returns only once the transaction is durable.
+        """
+
+    def commit_batch(self, data: Mapping[str, pa.Table], batch_id: str,
+                     keys: Mapping[str, Sequence[str]] | None = None) -> BatchCommit:
+        """Append coerced Arrow batches to several tables in one transaction."""
+        writer = self.begin_batch(batch_id)
+        if writer.previous is not None:
+            return writer.previous
+        try:
+            for name, tbl in data.items():
+                writer.insert(name, tbl, (keys or {}).get(name))
+        except BaseException:
+            writer.rollback()
+            raise
+        return writer.commit()
+
+    @abstractmethod
+    def delete_older_than(self, name: str, column: str, cutoff: datetime) -> int:
+        """Delete the rows of ``name`` whose ``column`` is before ``cutoff``; returns the count."""
+
+    @abstractmethod
+    def get_meta(self, key: str) -> str | None:
+        """A value of the store's own small key/value settings (retention, tenant facts)."""
+
+    @abstractmethod
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Set (or with ``None`` remove) a setting; committed at once."""
 
     @abstractmethod
     def execute(self, sql: str) -> pa.Table:

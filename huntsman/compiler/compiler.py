@@ -7,13 +7,15 @@ WITH "__s1" AS (SELECT CAST(1 AS BIGINT) + CAST(1 AS BIGINT) AS "x") SELECT "x" 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from os import PathLike
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
+from huntsman.compiler.parens import parenthesize
 from huntsman.compiler.scalar import ScalarCompiler
 from huntsman.compiler.scope import (
     Col,
@@ -30,9 +32,24 @@ from huntsman.errors import KqlError, KqlSemanticError, UnsupportedError
 from huntsman.kql import ast as A
 from huntsman.kql.functions import FUNCTIONS, default_result_name
 from huntsman.kql.functions.convert import convert, json_value, to_string
-from huntsman.kql.functions.sql import Arg, alias, cast, cast_k, coalesce, col, fn, literal, n, s
+from huntsman.kql.functions.sql import (
+    Arg,
+    alias,
+    case,
+    cast,
+    cast_k,
+    coalesce,
+    col,
+    fn,
+    literal,
+    n,
+    s,
+)
 from huntsman.kql.parser import parse
 from huntsman.kql.types import DOTNET_TYPES, SQL_TYPES
+
+if TYPE_CHECKING:
+    from huntsman.compiler.external import ExternalInput
 
 INGESTION_TIME = "__ingestion_time"
 """Every stored table has this hidden column: when its row was committed (``ingestion_time()``)."""
@@ -42,20 +59,35 @@ TableLookup = Callable[[str], "list[tuple[str, str]] | None"]
 
 @dataclass
 class CompiledQuery:
-    """The result of compiling KQL: SQL text plus the Kusto schema of the result."""
+    """The result of compiling KQL: SQL text plus the Kusto schema of the result.
+
+    ``external_inputs`` lists the files an ``externaldata`` source reads: the backend loads each
+    one and registers it under its view name before running ``sql`` (see
+    :class:`~huntsman.compiler.external.ExternalInput`)."""
 
     sql: str
     columns: list[tuple[str, str]]
     render: dict[str, Any] | None = None
     tables: list[str] = field(default_factory=list)
     expression: exp.Expr | None = None
+    external_inputs: list[ExternalInput] = field(default_factory=list)
+
+
+Probe = Callable[[CompiledQuery], "list[tuple[Any, ...]]"]
+"""Runs a small compiler-generated query (with its external inputs) and returns its rows: how
+``evaluate bag_unpack``/``pivot`` without an output schema learn their columns from the data."""
 
 
 class Compiler:
-    """Compiles one KQL script. ``tables`` maps a table name to its columns (or None)."""
+    """Compiles one KQL script. ``tables`` maps a table name to its columns (or None).
+
+    ``probe`` (optional) lets data-dependent schemas (``bag_unpack``, ``pivot``) be discovered
+    by running a query; ``external_dirs`` are the only directories ``externaldata`` may read
+    (none by default: externaldata is then disabled)."""
 
     def __init__(self, text: str, tables: TableLookup, table_names: Callable[[], list[str]],
-                 now: datetime | None = None, dialect: str = "duckdb"):
+                 now: datetime | None = None, dialect: str = "duckdb",
+                 probe: Probe | None = None, external_dirs: Sequence[str | PathLike[str]] = ()):
         self.text = text
         self.lookup_table = tables
         self.table_names = table_names
@@ -64,6 +96,19 @@ class Compiler:
         self.namer = Namer()
         self.ctes: list[exp.CTE] = []
         self.used_tables: list[str] = []
+        self.probe = probe
+        self.external_dirs = list(external_dirs)
+        self.external_inputs: list[ExternalInput] = []
+        self.partition_col: str | None = None  # mv-apply: the hidden row id of the subtables
+        self.partition_source: Rel | None = None  # mv-apply: the numbered records
+
+    def partition(self, rel: Rel | None) -> str | None:
+        """Inside an ``mv-apply`` subquery: the physical row-id column that partitions ``rel``
+        into per-record subtables (None elsewhere)."""
+        p = self.partition_col
+        if p is not None and rel is not None and p.lower() in rel.physical:
+            return p
+        return None
 
     # ------------------------------------------------------------ errors
 
@@ -108,9 +153,24 @@ class Compiler:
             select = select.order_by(*[o.copy() for o in rel.order], copy=False)
         if self.ctes:
             select.set("with_", exp.With(expressions=self.ctes))
-        sql = select.sql(dialect=self.dialect, copy=False)
+        sql = parenthesize(select).sql(dialect=self.dialect, copy=False)
         return CompiledQuery(sql, [(c.name, c.type) for c in rel.cols], rel.render,
-                             list(dict.fromkeys(self.used_tables)), select)
+                             list(dict.fromkeys(self.used_tables)), select,
+                             list(self.external_inputs))
+
+    def run_probe(self, select: exp.Select, what: str, node: Any) -> list[tuple[Any, ...]]:
+        """Run ``select`` (over the CTEs built so far) through the probe callback."""
+        if self.probe is None:
+            raise self.unsupported(
+                f"{what} without an output schema needs the data to know its columns, and this "
+                f"backend cannot run a query while compiling; give the output schema, e.g. "
+                f"'evaluate {what}(...) : (*, Col:string)'", node)
+        q = select.copy()
+        if self.ctes:
+            q.set("with_", exp.With(expressions=[c.copy() for c in self.ctes]))
+        sql = q.sql(dialect=self.dialect, copy=False)
+        return self.probe(CompiledQuery(sql, [], None, list(dict.fromkeys(self.used_tables)), q,
+                                        list(self.external_inputs)))
 
     def statement(self, st: A.Statement, env: Env) -> None:
         if isinstance(st, A.Let):
@@ -474,6 +534,14 @@ class Compiler:
         if a.type not in ("long", "int"):
             raise self.semantic_error("take expects a whole number of rows", op.pos)
         sel = exp.select(exp.Star()).from_(self.src(rel), copy=False)
+        part = self.partition(rel)
+        if part is not None:
+            w = exp.Window(this=exp.Anonymous(this="row_number", expressions=[]),
+                           partition_by=[col(part)],
+                           order=exp.Order(expressions=[o.copy() for o in rel.order])
+                           if rel.order else None)
+            sel = sel.qualify(exp.LTE(this=w, expression=a.sql), copy=False)
+            return self.add(sel, rel.cols, rel, rel.physical)
         if rel.order:
             sel = sel.order_by(*[o.copy() for o in rel.order], copy=False)
         sel = sel.limit(a.sql, copy=False)
@@ -505,6 +573,9 @@ class Compiler:
 
     def visit_Sort(self, rel: Rel, op: A.Sort, env: Env) -> Rel:
         extra, ordered, hidden = self.sort_keys(rel, op.keys, env)
+        part = self.partition(rel)
+        if part is not None:
+            ordered = [exp.Ordered(this=col(part), desc=False, nulls_first=False), *ordered]
         sel = exp.select(exp.Star(), *extra).from_(self.src(rel), copy=False).order_by(*ordered, copy=False)
         out = self.add(sel, rel.cols, rel, rel.physical | {h.sql.lower() for h in hidden})
         out.order = ordered
@@ -516,6 +587,19 @@ class Compiler:
         if n_arg.type not in ("long", "int"):
             raise self.semantic_error("top expects a whole number of rows", op.pos)
         extra, ordered, hidden = self.sort_keys(rel, [op.key], env)
+        part = self.partition(rel)
+        if part is not None:
+            step = self.add(exp.select(exp.Star(), *extra).from_(self.src(rel), copy=False),
+                            rel.cols, rel, rel.physical | {h.sql.lower() for h in hidden})
+            w = exp.Window(this=exp.Anonymous(this="row_number", expressions=[]),
+                           partition_by=[col(part)],
+                           order=exp.Order(expressions=[o.copy() for o in ordered]))
+            sel = exp.select(exp.Star()).from_(self.src(step), copy=False).qualify(
+                exp.LTE(this=w, expression=n_arg.sql), copy=False)
+            out = self.add(sel, rel.cols, rel, step.physical)
+            out.order = [exp.Ordered(this=col(part), desc=False, nulls_first=False), *ordered]
+            out.serialized = True
+            return out
         sel = exp.select(exp.Star(), *extra).from_(self.src(rel), copy=False).order_by(*ordered, copy=False).limit(
             n_arg.sql, copy=False)
         out = self.add(sel, rel.cols, rel, rel.physical | {h.sql.lower() for h in hidden})
@@ -538,12 +622,17 @@ class Compiler:
 
     def keep_order_columns(self, rel: Rel) -> list[exp.Expr]:
         """Physical order-key columns that an explicit select list must carry along."""
-        if not rel.order:
-            return []
         out: list[exp.Expr] = []
-        for o in rel.order:
+        seen: set[str] = set()
+        part = self.partition(rel)
+        if part is not None:
+            out.append(col(part))
+            seen.add(part)
+        for o in rel.order or []:
             for c in o.find_all(exp.Column):
-                out.append(col(c.name))
+                if c.name not in seen:
+                    seen.add(c.name)
+                    out.append(col(c.name))
         return out
 
     def visit_Extend(self, rel: Rel, op: A.Extend, env: Env) -> Rel:
@@ -565,20 +654,10 @@ class Compiler:
                 sels = []
                 defined = set()
 
-        for ne in op.exprs:
-            refs = {x.name for x in _names_in(ne.expr)}
-            if refs & defined:
-                flush()
-            sc = self.scalar(cur.with_cols(list(cols)) if not sels else cur, env, window_ok=True)
-            a = sc.compile(ne.expr)
-            names = [c.name for c in cols]
-            targets = ne.names or [self.default_name(ne.expr, a, names, None)]
-            if len(targets) > 1:
-                raise self.unsupported("tuple assignment in extend is not supported", op)
-            name = targets[0]
+        def assign(name: str, sql: exp.Expr, ktype: str) -> None:
             phys = self.namer.physical(name, taken)
-            sels.append(alias(a.sql, phys))
-            new = Col(name, a.type, phys)
+            sels.append(alias(sql, phys))
+            new = Col(name, ktype, phys)
             for i, c in enumerate(cols):
                 if c.name == name:
                     cols[i] = new
@@ -586,11 +665,133 @@ class Compiler:
             else:
                 cols.append(new)
             defined.add(name)
+
+        for ne in op.exprs:
+            refs = {x.name for x in _names_in(ne.expr)}
+            if refs & defined:
+                flush()
+            e = ne.expr
+            if isinstance(e, A.Call) and e.name == "row_number" and len(e.args) == 2 and \
+                    env.lookup("row_number") is None:
+                flush()
+                cur, sql = self.row_number_restart(cur.with_cols(list(cols)), e, env)
+                taken |= cur.physical
+                assign(ne.names[0] if ne.names else
+                       self.default_name(e, Arg(sql, "long"), [c.name for c in cols], None),
+                       sql, "long")
+                continue
+            sc = self.scalar(cur.with_cols(list(cols)) if not sels else cur, env, window_ok=True)
+            a = sc.compile(e)
+            names = [c.name for c in cols]
+            multi = self.multi_column(e, ne, names)
+            if multi is not None:
+                # the object once in a hidden column, then one column per field
+                hidden = self.namer.physical("__multi", taken)
+                sels.append(alias(a.sql, hidden))
+                flush()
+                obj = Arg(col(hidden), a.type)
+                for name, field_name, ktype in multi:
+                    assign(name, self.multi_field(obj, field_name, ktype), ktype)
+                continue
+            targets = ne.names or [self.default_name(e, a, names, None)]
+            if len(targets) > 1:
+                raise self.unsupported("tuple assignment in extend is supported only for "
+                                       "functions that return several columns", op)
+            assign(targets[0], a.sql, a.type)
         flush()
         return cur
 
+    def multi_column(self, e: A.Expr, ne: A.NamedExpr,
+                     taken: list[str]) -> list[tuple[str, str, str]] | None:
+        """(column name, field, type) for a call of a function that returns several columns
+        (``series_stats``); None for any other expression."""
+        from huntsman.kql.functions.series import MULTI_COLUMN
+
+        if not isinstance(e, A.Call) or e.name not in MULTI_COLUMN:
+            return None
+        fields = MULTI_COLUMN[e.name]
+        if ne.names:
+            if len(ne.names) > len(fields):
+                raise self.semantic_error(f"{e.name}() returns {len(fields)} columns, not "
+                                          f"{len(ne.names)}", ne.pos)
+            return [(name, f, t) for name, (f, t) in zip(ne.names, fields, strict=False)]
+        arg = self.path_name(e.args[0]) if e.args else None
+        out: list[tuple[str, str, str]] = []
+        names = list(taken)
+        for f, t in fields:
+            name = unique_name("_".join(p for p in (e.name, arg, f) if p), names)
+            names.append(name)
+            out.append((name, f, t))
+        return out
+
+    def multi_field(self, a: Arg, field_name: str, ktype: str) -> exp.Expr:
+        v = Arg(fn("json_extract", a.sql.copy(), s(f"$.{field_name}")), "dynamic")
+        return convert(v, ktype)
+
+    def row_number_restart(self, rel: Rel, e: A.Call, env: Env) -> tuple[Rel, exp.Expr]:
+        """``row_number(start, restart)``: numbering that starts over at ``start`` on each row
+        where ``restart`` is true. Three steps: the restart flag (it may use ``prev()``), a
+        running count of restarts (the segment), then ``row_number()`` per segment."""
+        if not rel.serialized:
+            raise self.semantic_error("Function 'row_number' cannot be invoked in current "
+                                      "context: the row set must be serialized (use "
+                                      "'serialize' or 'sort' first)", e.pos)
+        sc = self.scalar(rel, env, window_ok=True)
+        start = sc.compile(e.args[0])
+        if start.type not in ("long", "int"):
+            raise self.semantic_error("row_number(): the start index must be a long", e.pos)
+        restart = sc.compile(e.args[1])
+        if restart.type != "bool":
+            raise self.semantic_error("row_number(): the restart argument must be a bool",
+                                      e.pos)
+        taken = set(rel.physical)
+        flag = self.namer.physical("__restart", taken)
+        step = self.add(exp.select(exp.Star(), alias(restart.sql, flag)).from_(
+            self.src(rel), copy=False), rel.cols, rel, set(taken))
+        part = self.partition(rel)
+        order = exp.Order(expressions=[o.copy() for o in rel.order or []]) \
+            if rel.order else None
+        seg = self.namer.physical("__segment", taken)
+        count = exp.Window(this=exp.Anonymous(this="sum", expressions=[
+            case([(col(flag), n(1))], n(0))]), order=order,
+            partition_by=[col(part)] if part else None,
+            spec=exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING",
+                                end="CURRENT ROW"))
+        step = self.add(exp.select(exp.Star(), alias(count, seg)).from_(
+            self.src(step), copy=False), rel.cols, step, set(taken))
+        rn = exp.Window(this=exp.Anonymous(this="row_number", expressions=[]),
+                        order=order.copy() if order else None,
+                        partition_by=([col(part)] if part else []) + [col(seg)])
+        sql = exp.Add(this=cast(rn, "BIGINT"), expression=exp.Sub(this=start.sql,
+                                                                   expression=n(1)))
+        return step, sql
+
+    def precompute_multi(self, rel: Rel, exprs: list[A.NamedExpr],
+                         env: Env) -> tuple[Rel, dict[int, Arg]]:
+        """Calls of multi-column functions computed once into hidden columns (by id of the
+        named expression), so that each of their columns reads the object."""
+        from huntsman.kql.functions.series import MULTI_COLUMN
+
+        multi = [ne for ne in exprs if isinstance(ne.expr, A.Call)
+                 and ne.expr.name in MULTI_COLUMN]
+        if not multi:
+            return rel, {}
+        sc = self.scalar(rel, env, window_ok=True)
+        taken = set(rel.physical)
+        sels: list[exp.Expr] = []
+        pre: dict[int, Arg] = {}
+        for ne in multi:
+            a = sc.compile(ne.expr)
+            hidden = self.namer.physical("__multi", taken)
+            sels.append(alias(a.sql, hidden))
+            pre[id(ne)] = Arg(col(hidden), a.type)
+        out = self.add(exp.select(exp.Star(), *sels).from_(self.src(rel), copy=False),
+                       rel.cols, rel, taken)
+        return out, pre
+
     def project_list(self, rel: Rel, exprs: list[A.NamedExpr], env: Env,
-                     what: str) -> tuple[list[exp.Expr], list[Col]]:
+                     what: str, pre: dict[int, Arg] | None = None
+                     ) -> tuple[list[exp.Expr], list[Col]]:
         sc = self.scalar(rel, env, window_ok=True)
         cols: list[Col] = []
         taken: set[str] = set()
@@ -602,10 +803,22 @@ class Compiler:
                     sels.append(alias(col(c.sql), phys))
                     cols.append(Col(c.name, c.type, phys))
                 continue
-            a = sc.compile(ne.expr)
+            a = pre[id(ne)] if pre and id(ne) in pre else sc.compile(ne.expr)
             names = [c.name for c in cols]
+            multi = self.multi_column(ne.expr, ne, names)
+            if multi is not None:
+                for name, field_name, ktype in multi:
+                    if name in names:
+                        raise self.semantic_error(
+                            f"{what}: the column '{name}' is assigned more than once", ne.pos)
+                    names.append(name)
+                    phys = self.namer.physical(name, taken)
+                    sels.append(alias(self.multi_field(a, field_name, ktype), phys))
+                    cols.append(Col(name, ktype, phys))
+                continue
             if len(ne.names) > 1:
-                raise self.unsupported(f"tuple assignment in {what} is not supported", ne)
+                raise self.unsupported(f"tuple assignment in {what} is supported only for "
+                                       f"functions that return several columns", ne)
             name = ne.names[0] if ne.names else self.default_name(ne.expr, a, names, None)
             if name in names:
                 if ne.names:
@@ -618,7 +831,8 @@ class Compiler:
         return sels, cols
 
     def visit_Project(self, rel: Rel, op: A.Project, env: Env) -> Rel:
-        sels, cols = self.project_list(rel, op.exprs, env, "project")
+        rel, pre = self.precompute_multi(rel, op.exprs, env)
+        sels, cols = self.project_list(rel, op.exprs, env, "project", pre)
         sels += self.keep_order_columns(rel)
         physical = {c.sql.lower() for c in cols} | {
             c.name.lower() for c in sels if isinstance(c, exp.Column)}
@@ -684,11 +898,24 @@ class Compiler:
     def visit_Distinct(self, rel: Rel, op: A.Distinct, env: Env) -> Rel:
         exprs = [A.NamedExpr(A.Name(c.name), []) for c in rel.cols] if op.star else op.exprs
         sels, cols = self.project_list(rel, exprs, env, "distinct")
-        return self.add(exp.select(*sels).from_(self.src(rel), copy=False).distinct(copy=False), cols)
+        physical = {c.sql.lower() for c in cols}
+        part = self.partition(rel)
+        if part is not None:
+            sels.append(col(part))
+            physical.add(part.lower())
+        return self.add(exp.select(*sels).from_(self.src(rel), copy=False).distinct(copy=False),
+                        cols, physical=physical)
 
     def visit_Count(self, rel: Rel, op: A.Count, env: Env) -> Rel:
-        c = Col(op.name, "long", self.namer.physical(op.name, set()))
-        return self.add(exp.select(alias(exp.Count(this=exp.Star()), c.sql)).from_(self.src(rel), copy=False), [c])
+        part = self.partition(rel)
+        taken = {part.lower()} if part else set()
+        c = Col(op.name, "long", self.namer.physical(op.name, taken))
+        sel = exp.select(alias(exp.Count(this=exp.Star()), c.sql)).from_(self.src(rel),
+                                                                         copy=False)
+        if part is not None:
+            sel = exp.select(col(part), alias(exp.Count(this=exp.Star()), c.sql)).from_(
+                self.src(rel), copy=False).group_by(n(1), copy=False)
+        return self.add(sel, [c], physical=taken | {c.sql.lower()})
 
     def visit_As(self, rel: Rel, op: A.As, env: Env) -> Rel:
         out = Rel(rel.source, rel.cols, rel.physical, rel.order, rel.serialized, rel.render,
@@ -764,6 +991,71 @@ class Compiler:
         from huntsman.compiler.expand import compile_parse
         return compile_parse(self, rel, op, env)
 
+    def visit_ParseKv(self, rel: Rel, op: A.ParseKv, env: Env) -> Rel:
+        from huntsman.compiler.parse_kv import compile_parse_kv
+        return compile_parse_kv(self, rel, op, env)
+
+    # ------------------------------------------------------------ issue 3 operators
+
+    def visit_MakeSeries(self, rel: Rel, op: A.MakeSeries, env: Env) -> Rel:
+        from huntsman.compiler.make_series import compile_make_series
+        return compile_make_series(self, rel, op, env)
+
+    def visit_MvApply(self, rel: Rel, op: A.MvApply, env: Env) -> Rel:
+        from huntsman.compiler.mv_apply import compile_mv_apply
+        return compile_mv_apply(self, rel, op, env)
+
+    def visit_TopNested(self, rel: Rel, op: A.TopNested, env: Env) -> Rel:
+        from huntsman.compiler.top_nested import compile_top_nested
+        return compile_top_nested(self, rel, op, env)
+
+    def visit_Sample(self, rel: Rel, op: A.Sample, env: Env) -> Rel:
+        a = self.scalar(None, env).compile(op.count)
+        if a.type not in ("long", "int", "real", "decimal"):
+            raise self.semantic_error("sample expects a number of rows", op.pos)
+        count = a.sql if a.type in ("long", "int") else cast(fn("floor", a.sql), "BIGINT")
+        sel = exp.select(exp.Star()).from_(self.src(rel), copy=False)
+        part = self.partition(rel)
+        rnd = exp.Anonymous(this="random", expressions=[])
+        if part is not None:
+            # a random key per row first: a window cannot order by a volatile expression
+            taken = set(rel.physical)
+            key = self.namer.physical("__random", taken)
+            keyed = self.add(exp.select(exp.Star(), alias(rnd, key)).from_(
+                self.src(rel), copy=False), rel.cols, rel, taken)
+            w = exp.Window(this=exp.Anonymous(this="row_number", expressions=[]),
+                           partition_by=[col(part)],
+                           order=exp.Order(expressions=[exp.Ordered(this=col(key))]))
+            sel = exp.select(exp.Star()).from_(self.src(keyed), copy=False).qualify(
+                exp.LTE(this=w, expression=count), copy=False)
+            rel = keyed
+        else:
+            sel = sel.order_by(exp.Ordered(this=rnd), copy=False).limit(count, copy=False)
+        out = self.add(sel, rel.cols, rel, rel.physical)
+        out.order = None
+        out.serialized = False
+        return out
+
+    def visit_Search(self, rel: Rel, op: A.Search, env: Env) -> Rel:
+        from huntsman.compiler.search import compile_search
+        return compile_search(self, rel, op, env)
+
+    def visit_SearchSource(self, node: A.SearchSource, env: Env) -> Rel:
+        from huntsman.compiler.search import compile_search_source
+        return compile_search_source(self, node, env)
+
+    def visit_Find(self, node: A.Find, env: Env) -> Rel:
+        from huntsman.compiler.search import compile_find
+        return compile_find(self, node, env)
+
+    def visit_Evaluate(self, rel: Rel, op: A.Evaluate, env: Env) -> Rel:
+        from huntsman.compiler.evaluate import compile_evaluate
+        return compile_evaluate(self, rel, op, env)
+
+    def visit_ExternalData(self, node: A.ExternalData, env: Env) -> Rel:
+        from huntsman.compiler.external import compile_externaldata
+        return compile_externaldata(self, node, env)
+
 
 def _names_in(e: Any) -> list[A.Name]:
     out: list[A.Name] = []
@@ -788,8 +1080,11 @@ def string_safe(a: Arg) -> exp.Expr:
 
 def compile_kql(text: str, tables: TableLookup | None = None,
                 table_names: Callable[[], list[str]] | None = None,
-                now: datetime | None = None, dialect: str = "duckdb") -> CompiledQuery:
-    """Compile KQL text to SQL. ``tables`` resolves table names to ``[(column, type)]``."""
+                now: datetime | None = None, dialect: str = "duckdb", *,
+                probe: Probe | None = None,
+                external_dirs: Sequence[str | PathLike[str]] = ()) -> CompiledQuery:
+    """Compile KQL text to SQL. ``tables`` resolves table names to ``[(column, type)]``;
+    ``probe`` and ``external_dirs`` are described on :class:`Compiler`."""
     from huntsman.schema import catalog
 
     def builtin(name: str) -> list[tuple[str, str]] | None:
@@ -798,7 +1093,7 @@ def compile_kql(text: str, tables: TableLookup | None = None,
 
     try:
         return Compiler(text, tables or builtin, table_names or catalog().names, now,
-                        dialect).compile()
+                        dialect, probe, external_dirs).compile()
     except RecursionError:
         raise KqlSemanticError("The query is nested too deeply", 1, 1, text) from None
 

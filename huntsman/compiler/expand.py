@@ -1,5 +1,5 @@
 """``mv-expand`` (arrays and bags, lockstep, ``to typeof``, ``with_itemindex``, ``limit``) and
-``parse`` (``kind=simple`` and ``kind=regex``)."""
+``parse``/``parse-where`` (``kind=simple``, ``regex`` and ``relaxed``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from huntsman.compiler.scalar import ScalarCompiler
 from huntsman.compiler.scope import Col, Env, Rel
 from huntsman.kql import ast as A
 from huntsman.kql.functions.convert import convert, json_value, to_string
-from huntsman.kql.functions.sql import Arg, alias, case, cast, col, fn, lambda_, n, s
+from huntsman.kql.functions.sql import Arg, alias, and_, case, cast, col, fn, lambda_, n, s
 
 if TYPE_CHECKING:
     from huntsman.compiler.compiler import Compiler
@@ -99,10 +99,14 @@ _TYPE_REGEX = {
 
 
 def parse_regex(op: A.ParseOp) -> tuple[str, list[tuple[str, str]]]:
-    """The RE2 pattern for a parse pattern and its capture columns (name, type)."""
+    """The RE2 pattern for a parse pattern and its capture columns (name, type).
+
+    ``kind=relaxed`` matches like ``simple`` but captures every typed column as text (a value
+    that does not convert becomes null instead of failing the match)."""
     parts: list[str] = []
     captures: list[tuple[str, str]] = []
     pattern = op.pattern
+    relaxed = op.kind == "relaxed"
     for i, p in enumerate(pattern):
         last = i == len(pattern) - 1
         if isinstance(p, str):
@@ -113,7 +117,9 @@ def parse_regex(op: A.ParseOp) -> tuple[str, list[tuple[str, str]]]:
             _, name, t = p
             captures.append((name, t))
             if t in _TYPE_REGEX:
-                parts.append(_TYPE_REGEX[t])
+                # relaxed: the typed text if it is there, else anything (converted to null)
+                parts.append(_TYPE_REGEX[t] if not relaxed else
+                             "(" + _TYPE_REGEX[t][1:-1] + "|" + (".*" if last else ".*?") + ")")
             elif (last and op.kind != "regex") or op.kind == "regex":
                 parts.append("(.*)" if op.kind == "regex" or last else "(.*?)")
             else:
@@ -121,40 +127,57 @@ def parse_regex(op: A.ParseOp) -> tuple[str, list[tuple[str, str]]]:
     flags = ""
     if op.flags:
         flags = "(?" + "".join(f for f in op.flags if f in "imsU") + ")"
-    anchor = "^" if op.kind == "simple" else ""
-    end = "$" if pattern and not isinstance(pattern[-1], str) and op.kind == "simple" and \
-        pattern[-1][0] == "col" and pattern[-1][2] == "string" else ""
+    anchor = "" if op.kind == "regex" else "^"
+    end = "$" if pattern and not isinstance(pattern[-1], str) and op.kind != "regex" and \
+        pattern[-1][0] == "col" and (pattern[-1][2] == "string" or relaxed) else ""
     return flags + anchor + "".join(parts) + end, captures
 
 
 def compile_parse(c: Compiler, rel: Rel, op: A.ParseOp, env: Env) -> Rel:
-    if op.kind == "relaxed":
-        raise c.unsupported("parse kind=relaxed is not supported yet", op)
+    """``parse``/``parse-where``: one regex match per row; the typed columns are converted and a
+    conversion failure fails the whole match (except with ``kind=relaxed``, where only that
+    column is null). ``parse-where`` keeps only the rows that matched."""
     sc = ScalarCompiler(c, rel, env)
     src = sc.compile(op.source)
     text = to_string(src) if src.type != "string" else src.sql
     regex, captures = parse_regex(op)
-    if not captures:
+    if not captures and not op.where:
         return rel
     taken = set(rel.physical)
     group_names = [f"g{i}" for i in range(len(captures))]
     struct_phys = c.namer.physical("__parsed", taken)
     matched_phys = c.namer.physical("__matched", taken)
-    step = c.add(exp.select(
-        exp.Star(),
-        alias(fn("regexp_extract", text, s(regex),
-                      exp.Array(expressions=[s(g) for g in group_names])), struct_phys),
-        alias(fn("regexp_matches", text, s(regex)), matched_phys),
-    ).from_(c.src(rel), copy=False), rel.cols, rel, set(taken))
+    sels0: list[exp.Expr] = [exp.Star(), alias(fn("regexp_matches", text, s(regex)),
+                                               matched_phys)]
+    if captures:
+        sels0.append(alias(fn("regexp_extract", text.copy(), s(regex),
+                              exp.Array(expressions=[s(g) for g in group_names])), struct_phys))
+    step = c.add(exp.select(*sels0).from_(c.src(rel), copy=False), rel.cols, rel, set(taken))
+    # the typed values (null when the text does not convert)
+    typed: dict[str, str] = {}
+    conv: list[exp.Expr] = [exp.Star()]
+    for (_name, t), g in zip(captures, group_names, strict=True):
+        if t == "string":
+            continue
+        raw = fn("struct_extract", col(struct_phys), s(g))
+        phys = c.namer.physical("__typed", taken)
+        conv.append(alias(convert(Arg(raw, "string"), t), phys))
+        typed[g] = phys
+    if typed:
+        step = c.add(exp.select(*conv).from_(c.src(step), copy=False), rel.cols, step,
+                     set(taken))
+    ok: exp.Expr = col(matched_phys)
+    if typed and op.kind != "relaxed":
+        ok = and_(ok, *[exp.Not(this=exp.Is(this=col(p), expression=exp.Null()))
+                        for p in typed.values()])
     cols = list(rel.cols)
     sels: list[exp.Expr] = [exp.Star()]
     for (name, t), g in zip(captures, group_names, strict=True):
-        raw = fn("struct_extract", col(struct_phys), s(g))
         if t == "string":
-            v: exp.Expr = raw
+            raw = fn("struct_extract", col(struct_phys), s(g))
+            v: exp.Expr = case([(ok.copy(), raw)], s(""))
         else:
-            v = case([(col(matched_phys), convert(Arg(raw, "string"), t))],
-                     cast(exp.Null(), _sql_type(t)))
+            v = case([(ok.copy(), col(typed[g]))], cast(exp.Null(), _sql_type(t)))
         phys = c.namer.physical(name, taken)
         sels.append(alias(v, phys))
         new = Col(name, t, phys)
@@ -164,7 +187,10 @@ def compile_parse(c: Compiler, rel: Rel, op: A.ParseOp, env: Env) -> Rel:
                 break
         else:
             cols.append(new)
-    return c.add(exp.select(*sels).from_(c.src(step), copy=False), cols, step, set(taken))
+    out = exp.select(*sels).from_(c.src(step), copy=False)
+    if op.where:
+        out = out.where(ok.copy(), copy=False)
+    return c.add(out, cols, step, set(taken))
 
 
 def _sql_type(t: str) -> str:

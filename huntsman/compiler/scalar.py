@@ -43,6 +43,23 @@ if TYPE_CHECKING:
     from huntsman.compiler.compiler import Compiler
 
 TERM = r"[^\pL\pN]"
+UNSUPPORTED_FUNCTIONS = {
+    "series_outliers": "Kusto scores outliers with a custom variant of Tukey's test ('ctukey') "
+                       "whose exact percentile and scoring rules are not published, so its "
+                       "results cannot be reproduced faithfully",
+    "series_decompose_anomalies": "it depends on Kusto's seasonality detection, trend fitting "
+                                  "and outlier scoring, whose exact algorithms are not "
+                                  "published",
+    "series_decompose": "Kusto's seasonality and trend decomposition is not published",
+    "series_decompose_forecast": "Kusto's seasonality and trend decomposition is not published",
+}
+"""Functions refused by name, with the reason (rather than 'Unknown function')."""
+
+STAR_OPS = {"has", "!has", "has_cs", "!has_cs", "hasprefix", "!hasprefix", "hasprefix_cs",
+            "!hasprefix_cs", "hassuffix", "!hassuffix", "hassuffix_cs", "!hassuffix_cs",
+            "contains", "!contains", "contains_cs", "!contains_cs", "startswith",
+            "!startswith", "startswith_cs", "!startswith_cs", "endswith", "!endswith",
+            "endswith_cs", "!endswith_cs", "=~", "!~", "matches regex"}
 LIKE_SPECIAL = re.compile(r"([\\%_])")
 
 
@@ -88,11 +105,16 @@ class ScalarCompiler:
         self.aggregate = aggregate
         self.table_alias = table_alias
         self.window_ok = window_ok
+        self.search_cs = False  # search kind=case_sensitive: terms match case-sensitively
 
     def error(self, msg: str, node: Any = None) -> Exception:
         return self.c.semantic_error(msg, getattr(node, "pos", None))
 
     # ------------------------------------------------------------ entry points
+
+    def row_compiler(self) -> ScalarCompiler:
+        """The compiler of an aggregate's arguments (row scope, no aggregates)."""
+        return ScalarCompiler(self.c, self.rel, self.env, table_alias=self.table_alias)
 
     def compile(self, e: A.Expr) -> Arg:
         method = getattr(self, f"visit_{type(e).__name__}", None)
@@ -139,6 +161,24 @@ class ScalarCompiler:
 
     def visit_Star(self, e: A.Star) -> Arg:
         raise self.error("'*' is not allowed here", e)
+
+    def visit_SearchTerm(self, e: A.SearchTerm) -> Arg:
+        from huntsman.compiler.search import term_match
+        return Arg(term_match(self, e, self.search_cs), "bool")
+
+    def star_match(self, e: A.Binary) -> Arg:
+        """``* has "x"``: the string operator applied to every column (any may match)."""
+        right = self.compile(e.right)
+        R = self.as_text(right, e)
+        hits: list[exp.Expr] = []
+        for c in self.rel.cols if self.rel is not None else []:
+            a = Arg(col(c.sql, self.table_alias), c.type)
+            hits.append(self.string_op(e.op, self.as_text(a, e), R, e).sql)
+        if not hits:
+            return Arg(exp.false(), "bool")
+        if e.op.startswith("!") and e.op != "!~":
+            return Arg(and_(*hits), "bool")
+        return Arg(or_(*hits), "bool")
 
     def visit_Subquery(self, e: A.Subquery) -> Arg:
         raise self.error("A tabular expression is not allowed here", e)
@@ -193,6 +233,8 @@ class ScalarCompiler:
                     raise self.error(f"'{op}' expects bool operands, not {side.type}", e)
             node = exp.And if op == "and" else exp.Or
             return Arg(node(this=p(left.sql), expression=p(right.sql)), "bool")
+        if isinstance(e.left, A.Star) and op in STAR_OPS:
+            return self.star_match(e)
         left, right = self.compile(e.left), self.compile(e.right)
         if op in ("==", "!=", "<", "<=", ">", ">="):
             return self.compare(op, left, right, e)
@@ -537,6 +579,9 @@ class ScalarCompiler:
         if isinstance(b, FunctionBinding):
             return self.call_user_function(name, b, e.args, e)
         f = FUNCTIONS.get(name)
+        if f is None and name in UNSUPPORTED_FUNCTIONS:
+            raise self.c.unsupported(f"{name}() is not supported: {UNSUPPORTED_FUNCTIONS[name]}",
+                                     e)
         if f is None:
             if name in ("materialize",):
                 raise self.error("materialize() must be used as a tabular expression", e)
@@ -545,7 +590,7 @@ class ScalarCompiler:
             if not self.aggregate:
                 raise self.error(f"The aggregate function '{name}' can only be used in "
                                  f"summarize (or make-series)", e)
-            inner = ScalarCompiler(self.c, self.rel, self.env, table_alias=self.table_alias)
+            inner = self.row_compiler()
             args = [inner.compile(a) for a in e.args]
             return self.apply(f, args, e)
         args = [self.compile(a) for a in e.args]
@@ -641,22 +686,29 @@ class ScalarCompiler:
         if not self.window_ok or self.rel is None or not self.rel.serialized:
             raise self.error(f"Function '{e.name}' cannot be invoked in current context: the "
                              f"row set must be serialized (use 'serialize' or 'sort' first)", e)
-        order = [o.copy() for o in (self.rel.order or [])]
-        over = exp.Window(this=None, order=exp.Order(expressions=order) if order else None)
+        part = self.c.partition(self.rel)
+
+        def over(func: exp.Expr, spec: exp.WindowSpec | None = None) -> exp.Window:
+            order = [o.copy() for o in (self.rel.order or [])] if self.rel else []
+            return exp.Window(this=func, order=exp.Order(expressions=order) if order else None,
+                              partition_by=[col(part)] if part else None, spec=spec)
+
         if e.name == "row_number":
+            if len(e.args) > 1:
+                raise self.c.unsupported("row_number() with a restart predicate is supported "
+                                         "only as a whole expression of extend, project or "
+                                         "serialize", e)
             start = self.compile(e.args[0]) if e.args else None
-            w = exp.Window(this=exp.Anonymous(this="row_number", expressions=[]),
-                           order=over.args.get("order"))
-            out: exp.Expr = cast(w, "BIGINT")
+            out: exp.Expr = cast(over(exp.Anonymous(this="row_number", expressions=[])),
+                                 "BIGINT")
             if start is not None:
                 out = exp.Add(this=out, expression=exp.Sub(this=start.sql, expression=n(1)))
             return Arg(out, "long")
         if e.name == "row_cumsum":
             v = self.compile(e.args[0])
-            w = exp.Window(this=exp.Anonymous(this="sum", expressions=[v.sql]),
-                           order=over.args.get("order"),
-                           spec=exp.WindowSpec(kind="ROWS", start="UNBOUNDED",
-                                               start_side="PRECEDING", end="CURRENT ROW"))
+            w = over(exp.Anonymous(this="sum", expressions=[v.sql]),
+                     exp.WindowSpec(kind="ROWS", start="UNBOUNDED", start_side="PRECEDING",
+                                    end="CURRENT ROW"))
             return Arg(cast(w, "BIGINT") if v.type in INTEGRAL else w, v.type)
         if not e.args:
             raise self.error(f"{e.name}() expects a column", e)
@@ -667,8 +719,7 @@ class ScalarCompiler:
         wargs = [v.sql, offset]
         if default is not None:
             wargs.append(convert(default, v.type) if default.type != v.type else default.sql)
-        w = exp.Window(this=exp.Anonymous(this=fname, expressions=wargs),
-                       order=over.args.get("order"))
+        w = over(exp.Anonymous(this=fname, expressions=wargs))
         out = coalesce(w, s("")) if v.type == "string" else w
         return Arg(out, v.type)
 

@@ -10,7 +10,7 @@ from huntsman.compiler.scalar import ScalarCompiler
 from huntsman.compiler.scope import Col, Env, Rel, unique_name
 from huntsman.kql import ast as A
 from huntsman.kql.functions import ALIASES, FUNCTIONS
-from huntsman.kql.functions.sql import alias, cast_k, coalesce, col, fn, s
+from huntsman.kql.functions.sql import alias, case, cast_k, coalesce, col, fn, s
 
 if TYPE_CHECKING:
     from huntsman.compiler.compiler import Compiler
@@ -42,6 +42,11 @@ def compile_summarize(c: Compiler, rel: Rel, op: A.Summarize, env: Env) -> Rel:
         sels.append(alias(a.sql, phys))
         group.append(exp.Literal.number(len(group) + 1))
 
+    part = c.partition(rel)
+    if part is not None:  # inside mv-apply: one group set per record
+        taken.add(part.lower())
+        sels.append(col(part))
+        group.append(exp.Literal.number(len(group) + 1))
     by_names = set(names)
     unpack: list[tuple[str, list[Col], list[str]]] = []  # (struct column, output cols, fields)
 
@@ -75,12 +80,17 @@ def compile_summarize(c: Compiler, rel: Rel, op: A.Summarize, env: Env) -> Rel:
     if group:
         sel = sel.group_by(*group, copy=False)
     out = c.add(sel, [x for x in cols], physical=set(taken))
+    if part is not None and not op.by and c.partition_source is not None:
+        out = _every_record(c, out, rel, sels, part)
     if not unpack:
         return out
     # second step: unpack the struct columns of arg_max/arg_min/take_any
     final_cols: list[Col] = []
     outs: list[exp.Expr] = []
     taken2: set[str] = set()
+    if part is not None:
+        taken2.add(part.lower())
+        outs.append(col(part))
     for x in cols:
         final_cols.append(Col(x.name, x.type, c.namer.physical(x.name, taken2)))
         outs.append(alias(col(x.sql), final_cols[-1].sql))
@@ -92,7 +102,34 @@ def compile_summarize(c: Compiler, rel: Rel, op: A.Summarize, env: Env) -> Rel:
                 v = coalesce(v, s(""))
             outs.append(alias(v, phys))
             final_cols.append(Col(oc.name, oc.type, phys))
-    return c.add(exp.select(*outs).from_(c.src(out), copy=False), final_cols)
+    return c.add(exp.select(*outs).from_(c.src(out), copy=False), final_cols,
+                 physical=set(taken2))
+
+
+def _every_record(c: Compiler, grouped: Rel, rel: Rel, sels: list[exp.Expr],
+                  part: str) -> Rel:
+    """Inside mv-apply, ``summarize`` without ``by`` gives one row per record, also for a
+    record whose subtable is empty: such a record gets the aggregates' values over no rows."""
+    source = c.partition_source
+    assert source is not None
+    agg_sels = [x.copy() for x in sels if isinstance(x, exp.Alias)]
+    empty = c.add(exp.select(*agg_sels).from_(c.src(rel), copy=False).where(exp.false(),
+                                                                           copy=False),
+                  [], physical=set(grouped.physical))
+    S, G, E = "__rec", "__grp", "__none"
+    outs: list[exp.Expr] = [alias(col(part, S), part)]
+    for x in agg_sels:
+        name = x.alias
+        outs.append(alias(case([(exp.Is(this=col(part, G), expression=exp.Null()),
+                                 col(name, E))], col(name, G)), name))
+    sel = exp.select(*outs).from_(exp.Table(this=c.src(source), alias=exp.TableAlias(
+        this=exp.to_identifier(S, quoted=True))), copy=False).join(
+        exp.Table(this=c.src(grouped), alias=exp.TableAlias(this=exp.to_identifier(
+            G, quoted=True))), on=exp.EQ(this=col(part, S), expression=col(part, G)),
+        join_type="LEFT", copy=False).join(
+        exp.Table(this=c.src(empty), alias=exp.TableAlias(this=exp.to_identifier(
+            E, quoted=True))), join_type="CROSS", copy=False)
+    return c.add(sel, grouped.cols, physical=set(grouped.physical))
 
 
 def _is_multi(e: A.Call) -> bool:

@@ -7,7 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from huntsman.compiler.scope import Col, Env, FunctionBinding, Rel, RelBinding, TabularBinding
+from huntsman.compiler.scope import (
+    Col,
+    Env,
+    FunctionBinding,
+    Rel,
+    RelBinding,
+    TabularBinding,
+    unique_name,
+)
 from huntsman.errors import KqlSemanticError
 from huntsman.kql import ast as A
 from huntsman.kql.functions.sql import alias, col, literal, s
@@ -60,6 +68,8 @@ def compile_union(c: Compiler, first: list[tuple[str, Rel]], tables: list[A.Tabu
             if x.type not in types_by_name[x.name]:
                 types_by_name[x.name].append(x.type)
     out_names: list[tuple[str, str, str]] = []  # (output name, source name, type)
+    # a type-suffixed name that another column already has gets a number (x_long1)
+    used = [name for name in order if len(types_by_name[name]) == 1]
     for name in order:
         ts = types_by_name[name]
         if kind == "inner" and not all(rel.col(name) is not None for _, rel in branches):
@@ -67,7 +77,10 @@ def compile_union(c: Compiler, first: list[tuple[str, Rel]], tables: list[A.Tabu
         if len(ts) == 1:
             out_names.append((name, name, ts[0]))
         else:
-            out_names += [(f"{name}_{t}", name, t) for t in ts]
+            for ktype in ts:
+                out = unique_name(f"{name}_{ktype}", used)
+                used.append(out)
+                out_names.append((out, name, ktype))
     taken: set[str] = set()
     cols: list[Col] = []
     if withsource:

@@ -100,6 +100,14 @@ class TypeLiteral(Expr):
 
 
 @dataclass
+class SearchTerm(Expr):
+    """A bare string term of a ``search``/``find`` predicate (``"err*"``) or ``Col:"term"``."""
+
+    term: str
+    column: str | None = None
+
+
+@dataclass
 class Subquery(Expr):
     """A tabular expression in scalar position: ``toscalar(T | ...)``, ``materialize(...)``."""
 
@@ -169,6 +177,39 @@ class Pipe(Tabular):
 @dataclass
 class Materialize(Tabular):
     query: Tabular
+
+
+@dataclass
+class SearchSource(Tabular):
+    """``search [kind=...] [in (T1, T2)] predicate`` at the start of a pipeline."""
+
+    predicate: Expr
+    tables: list[Tabular]
+    kind: str = "default"
+
+
+@dataclass
+class Find(Tabular):
+    """``find [withsource=C] [in (T1, ...)] where predicate [project-smart | project ...]``.
+
+    ``project`` is None for project-smart, else (column, type or None) pairs; ``pack`` means the
+    list ends with ``pack_all()``."""
+
+    predicate: Expr
+    tables: list[Tabular] | None
+    withsource: str | None = None
+    project: list[tuple[str, str | None]] | None = None
+    pack: bool = False
+    project_away: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExternalData(Tabular):
+    """``externaldata (col:type, ...) [ "uri", ... ] with (format="csv", ...)``."""
+
+    columns: list[tuple[str, str]]
+    uris: list[Expr]
+    properties: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- operators (after a pipe)
@@ -308,6 +349,87 @@ class ParseOp(Operator):
     kind: str
     pattern: list[Any]  # str literal pieces, ('col', name, type) or ('*',)
     flags: str = ""
+    where: bool = False  # parse-where: drop the rows that do not match
+
+
+@dataclass
+class ParseKv(Operator):
+    """``parse-kv expr as (key:type, ...) with (pair_delimiter=..., kv_delimiter=..., ...)``;
+    ``quote`` and ``escape`` may repeat, so options hold lists for them."""
+
+    source: Expr
+    keys: list[tuple[str, str]]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MakeSeriesAgg:
+    expr: NamedExpr
+    default: Expr | None = None
+
+
+@dataclass
+class MakeSeries(Operator):
+    """``make-series aggs on axis [from a] [to b] step s [by ...]`` (or ``in range(a, b, s)``)."""
+
+    aggs: list[MakeSeriesAgg]
+    axis: NamedExpr
+    start: Expr | None
+    end: Expr | None
+    step: Expr
+    by: list[NamedExpr] = field(default_factory=list)
+    in_range: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MvApply(Operator):
+    """``mv-apply [with_itemindex=i] cols [limit n] on (subquery)``: the subquery is a list of
+    operators applied to each row's expanded subtable."""
+
+    columns: list[tuple[NamedExpr, str | None]]
+    subquery: list[Operator]
+    itemindex: str | None = None
+    limit: Expr | None = None
+
+
+@dataclass
+class TopNestedClause:
+    count: Expr | None
+    expr: NamedExpr
+    agg: NamedExpr
+    others: Expr | None = None
+    desc: bool = True
+
+
+@dataclass
+class TopNested(Operator):
+    clauses: list[TopNestedClause]
+
+
+@dataclass
+class Sample(Operator):
+    count: Expr
+
+
+@dataclass
+class Search(Operator):
+    """``T | search [kind=...] predicate``."""
+
+    predicate: Expr
+    kind: str = "default"
+
+
+@dataclass
+class Evaluate(Operator):
+    """``evaluate plugin(args) [: (schema)]``; ``schema_star`` for ``: (*, col:type, ...)``."""
+
+    name: str
+    args: list[Expr]
+    arg_names: list[str | None] = field(default_factory=list)
+    schema: list[tuple[str, str]] | None = None
+    schema_star: bool = False
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -266,8 +266,14 @@ class Parser:
                 inner = self.tabular()
                 self.expect(")")
                 return A.Materialize(inner, pos=pos)
-            if word in ("find", "search", "evaluate", "externaldata", "external_data",
-                        "cluster", "database", "make-graph", "graph", "macro-expand") and \
+            if word == "search" and self.peek().text not in ("|", ";", ")", ""):
+                return self.search_source()
+            if word == "find" and self.peek().text not in ("|", ";", ")", ""):
+                return self.find_source()
+            if word in ("externaldata", "external_data") and self.peek().text == "(":
+                return self.externaldata()
+            if word in ("evaluate", "cluster", "database", "make-graph", "graph",
+                        "macro-expand") and \
                     not (word in ("cluster", "database") and self.peek().text != "("):
                 raise UnsupportedError(f"The '{word}' operator is not supported yet",
                                            t.line, t.col, self.text)
@@ -321,6 +327,203 @@ class Parser:
         if not cols:
             raise self.error("Syntax error: datatable needs at least one column")
         return A.Datatable(cols, values, pos=pos)
+
+    def search_source(self) -> A.SearchSource:
+        pos = self.tok.pos
+        self.advance()
+        params = self.params(("kind",))
+        kind = self.search_kind(params)
+        tables: list[A.Tabular] = []
+        if self.at_ident("in") and self.peek().text == "(":
+            self.advance()
+            tables = self.table_list()
+        return A.SearchSource(self.search_predicate(), tables, kind, pos=pos)
+
+    def search_kind(self, params: dict[str, Any]) -> str:
+        kind = str(params.get("kind", "default"))
+        if kind not in ("default", "case_insensitive", "case_sensitive"):
+            raise self.error(f"Syntax error: search kind must be default, case_insensitive or "
+                             f"case_sensitive, not '{kind}'")
+        return kind
+
+    def table_list(self) -> list[A.Tabular]:
+        """``(T1, (T2 | where ...), Pattern*)``: the table list of search/find."""
+        self.expect("(")
+        tables: list[A.Tabular] = []
+        while True:
+            if self.at("("):
+                self.advance()
+                tables.append(self.tabular())
+                self.expect(")")
+            else:
+                tables.append(self.tabular_source())
+            if not self.accept(","):
+                break
+        self.expect(")")
+        return tables
+
+    def search_predicate(self) -> A.Expr:
+        """A search/find predicate: ``and``/``or`` of bare string terms (``"err*"``),
+        ``Col:"term"`` and ordinary boolean expressions."""
+        left = self.search_and()
+        while self.at_ident("or"):
+            t = self.advance()
+            left = A.Binary("or", left, self.search_and(), pos=t.pos)
+        return left
+
+    def search_and(self) -> A.Expr:
+        left = self.search_primary()
+        while self.at_ident("and"):
+            t = self.advance()
+            left = A.Binary("and", left, self.search_primary(), pos=t.pos)
+        return left
+
+    def search_primary(self) -> A.Expr:
+        t = self.tok
+        ends = ("|", ";", ")", "")
+        if self.at("("):
+            start = self.i
+            self.advance()
+            try:
+                inner = self.search_predicate()
+                self.expect(")")
+                if self.tok.text in ends or self.at_ident("and", "or", "project",
+                                                           "project-smart", "project-away"):
+                    return inner
+            except KqlSyntaxError:
+                pass
+            self.i = start
+            return self.equality()
+        if t.kind == Kind.STRING:
+            start = self.i
+            term = ""
+            while self.tok.kind == Kind.STRING:
+                term += str(self.advance().value)
+            if self.tok.text in ends or self.at_ident("and", "or", "project", "project-smart",
+                                                       "project-away"):
+                return A.SearchTerm(term, pos=t.pos)
+            self.i = start
+            return self.equality()
+        if self.at("*") and (self.peek().text in ends or self.peek().text in ("and", "or")):
+            self.advance()
+            return A.SearchTerm("*", pos=t.pos)
+        if self.at_name() and self.peek().text == ":" and self.peek(2).kind == Kind.STRING:
+            column = self.name()
+            self.advance()
+            term = ""
+            while self.tok.kind == Kind.STRING:
+                term += str(self.advance().value)
+            return A.SearchTerm(term, column, pos=t.pos)
+        return self.equality()
+
+    def find_source(self) -> A.Find:
+        pos = self.tok.pos
+        self.advance()
+        params = self.params(("withsource", "with_source"))
+        ws = params.get("withsource", params.get("with_source"))
+        tables: list[A.Tabular] | None = None
+        if self.at_ident("in") and self.peek().text == "(":
+            self.advance()
+            tables = self.table_list()
+            if not self.at_ident("where"):
+                raise self.unexpected("'where'")
+        if self.at_ident("where"):
+            self.advance()
+        predicate = self.search_predicate()
+        project: list[tuple[str, str | None]] | None = None
+        pack = False
+        away: list[str] = []
+        if self.at_ident("project-smart"):
+            self.advance()
+        elif self.at_ident("project"):
+            self.advance()
+            project = []
+            while True:
+                if self.at_ident("pack_all") and self.peek().text == "(":
+                    self.advance()
+                    self.expect("(")
+                    self.expect(")")
+                    pack = True
+                    if self.at(","):
+                        raise self.error("Syntax error: pack_all() must be the last item of "
+                                         "the find project list")
+                    break
+                cname = self.name("a column name")
+                ctype = self.type_name() if self.accept(":") else None
+                project.append((cname, ctype))
+                if not self.accept(","):
+                    break
+        if self.at_ident("project-away"):
+            self.advance()
+            if self.accept("*"):
+                away = ["*"]
+            else:
+                away = [self.name("a column name")]
+                while self.accept(","):
+                    away.append(self.name("a column name"))
+        return A.Find(predicate, tables, str(ws) if ws is not None else None, project, pack,
+                      away, pos=pos)
+
+    def externaldata(self) -> A.ExternalData:
+        pos = self.tok.pos
+        self.advance()
+        self.expect("(")
+        cols: list[tuple[str, str]] = []
+        while not self.at(")"):
+            cname = self.name("a column name")
+            self.expect(":")
+            cols.append((cname, self.type_name()))
+            if not self.accept(","):
+                break
+        self.expect(")")
+        if not cols:
+            raise self.error("Syntax error: externaldata needs at least one column")
+        self.expect("[")
+        uris: list[A.Expr] = []
+        while not self.at("]"):
+            uris.append(self.expression())
+            if not self.accept(","):
+                break
+        self.expect("]")
+        if not uris:
+            raise self.error("Syntax error: externaldata needs at least one storage path")
+        props: dict[str, Any] = {}
+        if self.at_ident("with") and self.peek().text == "(":
+            self.advance()
+            props = self.property_list()
+        return A.ExternalData(cols, uris, props, pos=pos)
+
+    def property_list(self) -> dict[str, Any]:
+        """``(name = value, ...)``: values are strings, numbers, true/false or names; a
+        repeated name collects its values in a list."""
+        self.expect("(")
+        out: dict[str, Any] = {}
+        while not self.at(")"):
+            key = self.name("a property name")
+            self.expect("=")
+            v = self.tok
+            value: Any
+            if v.kind == Kind.STRING:
+                value = ""
+                while self.tok.kind == Kind.STRING:
+                    value += str(self.advance().value)
+            elif v.kind in (Kind.LONG, Kind.REAL):
+                value = self.advance().value
+            elif v.kind == Kind.IDENT and v.text in ("true", "false", "True", "False"):
+                value = self.advance().text.lower() == "true"
+            elif v.kind == Kind.IDENT:
+                value = self.advance().text
+            else:
+                raise self.unexpected("a property value")
+            if key in out:
+                prev = out[key]
+                out[key] = (prev if isinstance(prev, list) else [prev]) + [value]
+            else:
+                out[key] = value
+            if not self.accept(","):
+                break
+        self.expect(")")
+        return out
 
     def range_source(self) -> A.Range:
         pos = self.tok.pos
@@ -640,6 +843,186 @@ class Parser:
             raise self.unexpected("a parse pattern")
         return A.ParseOp(source, kind, pattern, str(params.get("flags", "")))
 
+    def op_parse_where(self) -> A.Operator:
+        op = self.op_parse()
+        assert isinstance(op, A.ParseOp)
+        op.where = True
+        return op
+
+    def op_parse_kv(self) -> A.Operator:
+        source = self.expression()
+        if not self.at_ident("as"):
+            raise self.unexpected("'as'")
+        self.advance()
+        self.expect("(")
+        keys: list[tuple[str, str]] = []
+        while not self.at(")"):
+            kname = self.name("a key name")
+            self.expect(":")
+            keys.append((kname, self.type_name()))
+            if not self.accept(","):
+                break
+        self.expect(")")
+        if not keys:
+            raise self.error("Syntax error: parse-kv needs at least one key")
+        options: dict[str, Any] = {}
+        if self.at_ident("with"):
+            self.advance()
+            options = self.property_list()
+        for k in ("quote", "escape"):
+            if k in options and not isinstance(options[k], list):
+                options[k] = [options[k]]
+        return A.ParseKv(source, keys, options)
+
+    def op_make_series(self) -> A.Operator:
+        params = self.params(("kind",))
+        aggs: list[A.MakeSeriesAgg] = []
+        while True:
+            ne = self.named_expr()
+            default = None
+            if self.at_ident("default") and self.peek().text == "=":
+                self.advance()
+                self.advance()
+                default = self.expression()
+            aggs.append(A.MakeSeriesAgg(ne, default))
+            if not self.accept(","):
+                break
+        if not self.at_ident("on"):
+            raise self.unexpected("'on'")
+        self.advance()
+        pos = self.tok.pos
+        axis = A.NamedExpr(self.relational(), [], pos)
+        start = end = None
+        in_range = False
+        if self.at_ident("in"):
+            self.advance()
+            if not self.at_ident("range"):
+                raise self.unexpected("'range'")
+            self.advance()
+            self.expect("(")
+            start = self.expression()
+            self.expect(",")
+            end = self.expression()
+            self.expect(",")
+            step = self.expression()
+            self.expect(")")
+            in_range = True
+        else:
+            if self.at_ident("from"):
+                self.advance()
+                start = self.expression()
+            if self.at_ident("to"):
+                self.advance()
+                end = self.expression()
+            if not self.at_ident("step"):
+                raise self.unexpected("'step'")
+            self.advance()
+            step = self.expression()
+        by: list[A.NamedExpr] = []
+        if self.at_ident("by"):
+            self.advance()
+            by = self.named_exprs()
+        return A.MakeSeries(aggs, axis, start, end, step, by, in_range, params)
+
+    def op_mv_apply(self) -> A.Operator:
+        params = self.params(("with_itemindex", "context_id"))
+        cols: list[tuple[A.NamedExpr, str | None]] = []
+        while True:
+            ne = self.named_expr()
+            to_type = None
+            if self.at_ident("to"):
+                self.advance()
+                if not self.at_ident("typeof"):
+                    raise self.unexpected("'typeof'")
+                self.advance()
+                self.expect("(")
+                to_type = self.type_name()
+                self.expect(")")
+            cols.append((ne, to_type))
+            if not self.accept(","):
+                break
+        limit = None
+        if self.at_ident("limit"):
+            self.advance()
+            limit = self.expression()
+        if not self.at_ident("on"):
+            raise self.unexpected("'on'")
+        self.advance()
+        self.expect("(")
+        ops = [self.operator()]
+        while self.accept("|"):
+            ops.append(self.operator())
+        self.expect(")")
+        idx = params.get("with_itemindex")
+        return A.MvApply(cols, ops, str(idx) if idx else None, limit)
+
+    def op_top_nested(self) -> A.Operator:
+        clauses: list[A.TopNestedClause] = []
+        while True:
+            count = None
+            if not self.at_ident("of"):
+                count = self.expression()
+            if not self.at_ident("of"):
+                raise self.unexpected("'of'")
+            self.advance()
+            expr = self.named_expr()
+            others = None
+            if self.at_ident("with") and self.peek().text == "others":
+                self.advance()
+                self.advance()
+                self.expect("=")
+                others = self.expression()
+            if not self.at_ident("by"):
+                raise self.unexpected("'by'")
+            self.advance()
+            agg = self.named_expr()
+            desc = True
+            if self.at_ident("asc", "desc"):
+                desc = self.advance().text == "desc"
+            clauses.append(A.TopNestedClause(count, expr, agg, others, desc))
+            if not self.accept(","):
+                break
+            if not self.at_ident("top-nested"):
+                raise self.unexpected("'top-nested'")
+            self.advance()
+        return A.TopNested(clauses)
+
+    def op_sample(self) -> A.Operator:
+        self.params()
+        return A.Sample(self.expression())
+
+    def op_search(self) -> A.Operator:
+        params = self.params(("kind",))
+        kind = self.search_kind(params)
+        if self.at_ident("in") and self.peek().text == "(":
+            raise self.error("Syntax error: 'search in (...)' cannot follow a pipe; the input "
+                             "is the piped table")
+        return A.Search(self.search_predicate(), kind)
+
+    def op_evaluate(self) -> A.Operator:
+        params = self.params()
+        name = self.name("a plugin name")
+        if not self.at("("):
+            raise self.unexpected("'('")
+        names: list[str | None] = []
+        args = self.call_args(names)
+        schema: list[tuple[str, str]] | None = None
+        star = False
+        if self.accept(":"):
+            self.expect("(")
+            schema = []
+            while not self.at(")"):
+                if self.accept("*"):
+                    star = True
+                else:
+                    cname = self.name("a column name")
+                    self.expect(":")
+                    schema.append((cname, self.type_name()))
+                if not self.accept(","):
+                    break
+            self.expect(")")
+        return A.Evaluate(name, args, names if any(names) else [], schema, star, params)
+
     def op_serialize(self) -> A.Operator:
         exprs = self.named_exprs(allow_empty=True)
         return A.Serialize(exprs)
@@ -789,7 +1172,7 @@ class Parser:
         start = self.i
         try:
             sub = self.tabular()
-            if isinstance(sub, A.Pipe) and self.at(")"):
+            if not isinstance(sub, (A.TableRef, A.TabularCall)) and self.at(")"):
                 self.advance()
                 return A.InExpr(op, left, [], sub, pos=t.pos)
         except KqlSyntaxError:
@@ -1128,11 +1511,19 @@ OPERATORS: dict[str, Callable[[Parser], A.Operator]] = {
     "getschema": Parser.op_getschema,
     "render": Parser.op_render,
     "invoke": Parser.op_invoke,
+    "parse-where": Parser.op_parse_where,
+    "parse-kv": Parser.op_parse_kv,
+    "make-series": Parser.op_make_series,
+    "mv-apply": Parser.op_mv_apply,
+    "mvapply": Parser.op_mv_apply,
+    "top-nested": Parser.op_top_nested,
+    "sample": Parser.op_sample,
+    "search": Parser.op_search,
+    "evaluate": Parser.op_evaluate,
 }
 """Tabular operator name → parse method. Unlisted-but-known operators parse to Unsupported."""
 
-for _name in ("mv-apply", "mvapply", "make-series", "top-nested", "top-hitters", "sample",
-              "sample-distinct", "parse-where", "parse-kv", "evaluate", "search", "find",
+for _name in ("top-hitters", "sample-distinct", "find",
               "fork", "facet", "partition", "scan", "reduce", "consume", "assert-schema",
               "project-smart", "lookup-join", "make-graph", "graph-match", "macro-expand",
               "externaldata", "execute-and-cache", "range", "print"):

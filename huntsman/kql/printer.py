@@ -13,8 +13,9 @@ parameters, function definitions) and returns canonical KQL:
   ``guid(...)``; dynamics as ``dynamic(<json>)``; typed nulls as ``long(null)``; special reals as
   ``real(nan)``/``real(-inf)``.
 
-The guarantee is ``parse(to_kql(parse(q))) == parse(q)`` for every query ``q`` that parses.
-A tree that no KQL text can produce (for instance a ``Set`` whose name is not an identifier)
+The guarantee is ``parse(to_kql(parse(q))) == parse(q)`` for every query ``q`` that parses
+(up to NaN: a ``real(nan)`` literal is never ``==`` to another one), and printing is then a
+fixed point: ``to_kql(parse(to_kql(t))) == to_kql(t)``. A tree that no KQL text can produce (for instance a ``Set`` whose name is not an identifier)
 raises :class:`ValueError` when it cannot be printed at all.
 
 >>> from huntsman.kql.parser import parse
@@ -44,8 +45,7 @@ from huntsman.kql.literals import format_timespan
 
 __all__ = ["to_kql", "quote_string", "format_name"]
 
-_IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*")
-_WILDCARD_SEGMENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*")
+_IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*")  # the lexer's identifier token
 
 # Words the lexer or the parser treats specially somewhere (keywords, literal words, operator
 # parameters, clause words). A name spelled like one of them is printed bracketed, which the
@@ -69,23 +69,28 @@ RESERVED = frozenset({
     "containscs", "notcontains", "notcontainscs", "like", "likecs", "notlike", "notlikecs",
     # clause words
     "by", "on", "with", "from", "to", "step", "asc", "desc", "nulls", "first", "last", "limit",
-    "as", "bin", "hint",
+    "as", "bin", "hint", "of", "others", "default", "project", "project-smart", "project-away",
+    "pack_all",
     # operator parameters (read as `name=value` before an operator's operands)
     "kind", "withsource", "with_source", "isfuzzy", "bagexpansion", "with_itemindex", "flags",
-    "decodeblocks", "project_smart", "materialized",
+    "decodeblocks", "project_smart", "materialized", "context_id",
 })
 
-# Typed literals whose printed form starts with an identifier and a parenthesis: in a `let`
-# value or function body the parser would read `long(5)` as a call of a tabular function.
+# Literal types written as `type(value)` (typed nulls, int, decimal, special reals, dynamic).
 _TYPED_FORMS = ("int", "long", "real", "decimal", "bool", "dynamic", "string")
 
-# Words that start a special tabular source even when followed by '(' (so no tabular call of
-# that name can be written).
+# Words that are not read as a tabular call when followed by '(' (special sources, literals),
+# so no tabular call of that name can be written.
 _TABULAR_SOURCE_WORDS = frozenset({
     "datatable", "print", "union", "materialize", "table", "find", "search", "evaluate",
     "externaldata", "external_data", "cluster", "database",
     "datetime", "date", "timespan", "time", "guid", "uuid", "uniqueid",
+    "int", "long", "real", "double", "bool", "boolean", "decimal", "dynamic", "string",
+    "typeof", "toscalar",
 })
+
+# The lexer reads `datetime (...)` etc. as a literal body, whatever precedes the word.
+_OPAQUE_WORDS = frozenset({"datetime", "date", "timespan", "time", "guid", "uuid", "uniqueid"})
 
 _JOIN_DEFAULT_KIND = "innerunique"
 _LOOKUP_DEFAULT_KIND = "leftouter"
@@ -121,7 +126,7 @@ def quote_string(value: str, quote: str = '"') -> str:
             out.append("\\" + ch)
         elif ch in _SHORT_ESCAPES:
             out.append(_SHORT_ESCAPES[ch])
-        elif ch.isprintable() or ch == " ":
+        elif ch.isprintable():
             out.append(ch)
         elif ord(ch) <= 0xFFFF:
             out.append(f"\\u{ord(ch):04x}")
@@ -227,6 +232,16 @@ def _format_pattern(pattern: str) -> str:
     return "".join(p if p == "*" else format_name(p) for p in pieces if p)
 
 
+def _format_properties(props: dict[str, Any]) -> str:
+    """``with (name = value, ...)`` of externaldata and parse-kv: a list repeats its name."""
+    items = []
+    for key, value in props.items():
+        for v in value if isinstance(value, list) else [value]:
+            text = quote_string(v) if isinstance(v, str) else _format_param_value(v)
+            items.append(f"{format_name(key)}={text}")
+    return ", ".join(items)
+
+
 def _format_render_value(value: Any) -> str:
     if isinstance(value, list):
         return "(" + ", ".join(_format_render_value(v) for v in value) + ")"
@@ -259,6 +274,10 @@ class _Printer:
             return self.function_def(node)
         if isinstance(node, A.Param):
             return self.param(node)
+        if isinstance(node, A.MakeSeriesAgg):
+            return self.make_series_agg(node)
+        if isinstance(node, A.TopNestedClause):
+            return self.top_nested_clause(node)
         if isinstance(node, A.JoinCondition):
             return f"{self.operand(node.left)} == {self.operand(node.right)}"
         raise TypeError(f"to_kql: not a KQL syntax tree node: {type(node).__name__}")
@@ -330,6 +349,23 @@ class _Printer:
             return f"materialize({self.tabular(t.query)})"
         if isinstance(t, A.UnionSource):
             return "union " + self.union_body(t.tables, t.kind, t.withsource, t.isfuzzy)
+        if isinstance(t, A.SearchSource):
+            parts = ["search"]
+            if t.kind != "default":
+                parts.append(f"kind={format_name(t.kind)}")
+            if t.tables:
+                parts.append(f"in ({self.table_list(t.tables)})")
+            parts.append(self.search_predicate(t.predicate))
+            return " ".join(parts)
+        if isinstance(t, A.Find):
+            return self.find(t)
+        if isinstance(t, A.ExternalData):
+            cols = ", ".join(f"{format_name(c)}:{ty}" for c, ty in t.columns)
+            uris = ", ".join(self.expr(u) for u in t.uris)
+            text = f"externaldata ({cols}) [{uris}]"
+            if t.properties:
+                text += f" with ({_format_properties(t.properties)})"
+            return text
         raise TypeError(f"to_kql: unknown tabular expression {type(t).__name__}")
 
     def nested(self, t: A.Tabular) -> str:
@@ -347,13 +383,54 @@ class _Printer:
             opts.append(f"withsource={format_name(withsource)}")
         if isfuzzy:
             opts.append("isfuzzy=true")
+        return " ".join([*opts, self.table_list(tables)])
+
+    def table_list(self, tables: list[A.Tabular]) -> str:
+        """The tables of union/search/find: names, wildcard patterns, parenthesized queries."""
         parts = []
         for t in tables:
             if isinstance(t, A.TableRef) and _is_wildcard_table(t.name):
                 parts.append(t.name)
             else:
                 parts.append(self.nested(t))
-        return " ".join([*opts, ", ".join(parts)])
+        return ", ".join(parts)
+
+    def find(self, t: A.Find) -> str:
+        parts = ["find"]
+        if t.withsource is not None:
+            parts.append(f"withsource={format_name(t.withsource)}")
+        if t.tables is not None:
+            parts.append(f"in ({self.table_list(t.tables)})")
+        parts += ["where", self.search_predicate(t.predicate)]
+        if t.project is not None:
+            items = [format_name(c) + (f":{ty}" if ty else "") for c, ty in t.project]
+            if t.pack:
+                items.append("pack_all()")
+            parts.append("project " + ", ".join(items))
+        if t.project_away:
+            parts.append("project-away " + ", ".join(
+                "*" if c == "*" else format_name(c) for c in t.project_away))
+        return " ".join(parts)
+
+    def search_predicate(self, e: A.Expr) -> str:
+        """A search/find predicate: ``and``/``or`` of terms and (equality-level) expressions."""
+        if isinstance(e, A.Binary) and e.op in ("and", "or"):
+            return f"{self.search_operand(e.left)} {e.op} {self.search_operand(e.right)}"
+        return self.search_operand(e)
+
+    def search_operand(self, e: A.Expr) -> str:
+        if isinstance(e, A.Binary) and e.op in ("and", "or"):
+            return f"({self.search_predicate(e)})"
+        if isinstance(e, A.SearchTerm):
+            return self.search_term(e)
+        return self.expr(e)
+
+    def search_term(self, e: A.SearchTerm) -> str:
+        if e.column is None:
+            return quote_string(e.term)
+        # any identifier token works before ':' (the parser does not take ['x']:"term")
+        column = e.column if _IDENT.fullmatch(e.column) else format_name(e.column)
+        return f"{column}:{quote_string(e.term)}"
 
     # ------------------------------------------------------------ operators
 
@@ -392,15 +469,7 @@ class _Printer:
         if op.aggs:
             parts.append(self.named_list(op.aggs))
         if op.by:
-            by = list(op.by)
-            legacy = ""
-            last = by[-1].expr
-            if isinstance(last, A.Call) and last.name == "bin" and not last.arg_names \
-                    and len(last.args) == 2:
-                # `by Timestamp bin=1h`: the parser's legacy form keeps no argument names
-                by[-1] = A.NamedExpr(last.args[0], by[-1].names, by[-1].pos)
-                legacy = f" bin={self.operand(last.args[1])}"
-            parts.append("by " + self.named_list(by) + legacy)
+            parts.append("by " + self.named_list(op.by))
         return " ".join(parts)
 
     def op_Count(self, op: A.Count) -> str:
@@ -455,7 +524,7 @@ class _Printer:
         return " ".join(parts)
 
     def op_ParseOp(self, op: A.ParseOp) -> str:
-        parts = ["parse"]
+        parts = ["parse-where" if op.where else "parse"]
         if op.kind != "simple":
             parts.append(f"kind={format_name(op.kind)}")
         if op.flags:
@@ -470,6 +539,78 @@ class _Printer:
                 _, cname, ctype = piece
                 parts.append(format_name(cname) + ("" if ctype == "string" else f":{ctype}"))
         return " ".join(parts)
+
+    def op_ParseKv(self, op: A.ParseKv) -> str:
+        keys = ", ".join(f"{format_name(k)}:{ty}" for k, ty in op.keys)
+        text = f"parse-kv {self.expr(op.source)} as ({keys})"
+        if op.options:
+            text += f" with ({_format_properties(op.options)})"
+        return text
+
+    def op_MakeSeries(self, op: A.MakeSeries) -> str:
+        parts = ["make-series", *self.params(op.params)]
+        aggs = ", ".join(self.make_series_agg(agg) for agg in op.aggs)
+        parts += [aggs, "on", self.operand(op.axis.expr)]
+        if op.in_range:
+            if op.start is None or op.end is None:
+                raise ValueError("make-series ... in range() needs a start and an end")
+            parts.append(f"in range({self.expr(op.start)}, {self.expr(op.end)}, "
+                         f"{self.expr(op.step)})")
+        else:
+            if op.start is not None:
+                parts.append(f"from {self.expr(op.start)}")
+            if op.end is not None:
+                parts.append(f"to {self.expr(op.end)}")
+            parts.append(f"step {self.expr(op.step)}")
+        if op.by:
+            parts.append("by " + self.named_list(op.by))
+        return " ".join(parts)
+
+    def make_series_agg(self, agg: A.MakeSeriesAgg) -> str:
+        text = self.named(agg.expr)
+        if agg.default is not None:
+            text += f" default={self.operand(agg.default)}"
+        return text
+
+    def op_MvApply(self, op: A.MvApply) -> str:
+        parts = ["mv-apply"]
+        if op.itemindex:
+            parts.append(f"with_itemindex={format_name(op.itemindex)}")
+        parts.append(", ".join(self.named(ne) + (f" to typeof({ty})" if ty else "")
+                               for ne, ty in op.columns))
+        if op.limit is not None:
+            parts.append(f"limit {self.expr(op.limit)}")
+        parts.append("on (" + " | ".join(self.operator(o) for o in op.subquery) + ")")
+        return " ".join(parts)
+
+    def op_TopNested(self, op: A.TopNested) -> str:
+        return ", ".join(self.top_nested_clause(c) for c in op.clauses)
+
+    def top_nested_clause(self, c: A.TopNestedClause) -> str:
+        text = "top-nested"
+        if c.count is not None:
+            text += f" {self.expr(c.count)}"
+        text += f" of {self.named(c.expr)}"
+        if c.others is not None:
+            text += f" with others = {self.expr(c.others)}"
+        return text + f" by {self.named(c.agg)} {'desc' if c.desc else 'asc'}"
+
+    def op_Sample(self, op: A.Sample) -> str:
+        return f"sample {self.expr(op.count)}"
+
+    def op_Search(self, op: A.Search) -> str:
+        kind = "" if op.kind == "default" else f"kind={format_name(op.kind)} "
+        return f"search {kind}{self.search_predicate(op.predicate)}"
+
+    def op_Evaluate(self, op: A.Evaluate) -> str:
+        parts = ["evaluate", *self.params(op.params),
+                 f"{format_name(op.name)}({self.args(op.args, op.arg_names)})"]
+        text = " ".join(parts)
+        if op.schema is not None or op.schema_star:
+            cols = ["*"] if op.schema_star else []
+            cols += [f"{format_name(c)}:{ty}" for c, ty in op.schema or []]
+            text += f" : ({', '.join(cols)})"
+        return text
 
     def op_Serialize(self, op: A.Serialize) -> str:
         return "serialize" + (" " + self.named_list(op.exprs) if op.exprs else "")
@@ -535,8 +676,9 @@ class _Printer:
     def expr(self, e: A.Expr, head_space: bool = False) -> str:
         """An expression in a position that takes a whole expression (no outer parentheses).
 
-        ``head_space`` writes ``f (x)`` instead of ``f(x)`` for a call at the head: in a `let`
-        value, ``f(x)`` alone would be read as a call of a tabular function.
+        ``head_space`` is for a `let` value or function body, where the parser tries a tabular
+        reading first: it writes ``f (x)`` instead of ``f(x)`` for a call at the head (else a
+        tabular call) and ``bool (true)`` for a boolean (else a table named ``true``).
         """
         if isinstance(e, A.Binary):
             return f"{self.operand(e.left)} {e.op} {self.operand(e.right)}"
@@ -573,7 +715,7 @@ class _Printer:
         sep = " " if head_space else ""
         if isinstance(e, A.Member):
             obj = self.postfix_object(e.obj)
-            if _IDENT.fullmatch(e.name):
+            if _IDENT.fullmatch(e.name) and e.name not in _OPAQUE_WORDS:
                 return f"{obj}.{e.name}"
             return f"{obj}.[{quote_string(e.name, chr(39))}]"
         if isinstance(e, A.Index):
@@ -590,6 +732,8 @@ class _Printer:
             return self.call(e, sep)
         if isinstance(e, A.Subquery):
             return f"toscalar({self.tabular(e.query)})"
+        if isinstance(e, A.SearchTerm):
+            return self.search_term(e)
         if isinstance(e, A.Binary | A.InExpr | A.Between | A.Unary):
             return f"({self.expr(e)})"
         raise TypeError(f"to_kql: unknown expression {type(e).__name__}")
@@ -616,7 +760,9 @@ class _Printer:
         if ty == "string":
             return quote_string(str(v))
         if ty == "bool":
-            return "true" if v else "false"
+            text = "true" if v else "false"
+            # in a `let` value, a bare `true` would be read as a table name
+            return f"bool{sep}({text})" if sep else text
         if ty == "long":
             if isinstance(v, bool) or not isinstance(v, int):
                 return f"long{sep}({_format_number(v)})"
@@ -653,4 +799,4 @@ def _is_wildcard_table(name: str) -> bool:
         return False
     first, *rest = name.split("*")
     return bool(_IDENT.fullmatch(first)) and first not in RESERVED and all(
-        seg == "" or _WILDCARD_SEGMENT.fullmatch(seg) for seg in rest)
+        seg == "" or _IDENT.fullmatch(seg) for seg in rest)

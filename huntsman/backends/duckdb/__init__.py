@@ -1,28 +1,47 @@
 """The embedded DuckDB backend (the reference): one database (file or memory) per store.
 
 Connections are opened with external access disabled and the configuration locked, so a
-compiled query can reach nothing but the tables of its own database.
+compiled query can reach nothing but the tables of its own database. Writes go through one
+connection under a lock, each batch in one transaction; queries run on cursors of their own,
+so that neither ingestion nor retention blocks them (DuckDB's MVCC gives each a snapshot).
+
+Large batches are stored in ``Timestamp`` order so that DuckDB's zone maps (min/max per row
+group) let ``Timestamp > ago(...)`` skip the row groups that are out of range.
 """
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from huntsman.backends.base import Backend
+from huntsman.backends.base import Backend, BatchCommit, BatchWriter
 from huntsman.compiler.compiler import INGESTION_TIME
 from huntsman.errors import HuntsmanError
 from huntsman.kql.types import SQL_TYPES
 
 _CATALOG_TABLE = "__huntsman_columns"
+_BATCHES_TABLE = "__huntsman_batches"
+_META_TABLE = "__huntsman_meta"
+ROW_GROUP_SIZE = 122_880
+"""DuckDB's row-group size: zone maps prune whole row groups, so larger batches are sorted."""
 
 
 def _q(name: str) -> str:
     """Quote an identifier for the few DDL statements built here (names are validated)."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def _ts_literal(value: datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
 
 
 class DuckDBBackend(Backend):
@@ -45,11 +64,24 @@ class DuckDBBackend(Backend):
         self.path = str(path) if path else ":memory:"
         self.con = duckdb.connect(self.path, config=config)  # type: ignore[arg-type]
         # datetimes are UTC whatever the machine's zone; then nothing can be changed any more
-        self.con.execute("SET TimeZone = 'UTC'")
-        self.con.execute("SET lock_configuration = true")
+        try:
+            self.con.execute("SET GLOBAL TimeZone = 'UTC'")
+            self.con.execute("SET enable_progress_bar = false")
+            self.con.execute("SET lock_configuration = true")
+        except duckdb.Error:
+            # the same file opened again in this process shares the locked instance
+            row = self.con.execute("SELECT current_setting('TimeZone'), "
+                                   "current_setting('lock_configuration')").fetchone()
+            if row is None or row[0] != "UTC" or not row[1]:
+                raise
         self.lock = threading.RLock()
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {_q(_CATALOG_TABLE)} (tbl VARCHAR, "
                          f"ord INTEGER, name VARCHAR, ktype VARCHAR)")
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {_q(_BATCHES_TABLE)} (batch_id VARCHAR "
+                         f"PRIMARY KEY, committed_at TIMESTAMP DEFAULT current_timestamp, "
+                         f"counts VARCHAR)")
+        self.con.execute(f"CREATE TABLE IF NOT EXISTS {_q(_META_TABLE)} (key VARCHAR PRIMARY KEY, "
+                         f"value VARCHAR)")
         self._tables: dict[str, list[tuple[str, str]]] = {}
         for tbl, name, ktype in self.con.execute(
                 f"SELECT tbl, name, ktype FROM {_q(_CATALOG_TABLE)} ORDER BY tbl, ord").fetchall():
@@ -86,21 +118,108 @@ class DuckDBBackend(Backend):
             self.con.execute(f"DELETE FROM {_q(_CATALOG_TABLE)} WHERE tbl = ?", [name])
             self._tables.pop(name, None)
 
+    # ------------------------------------------------------------ writes
+
     def append(self, name: str, data: pa.Table) -> int:
-        cols = self._tables[name]
         with self.lock:
-            view = "__ingest_batch"
-            self.con.register(view, data)
+            self.con.execute("BEGIN")
             try:
-                select = ", ".join(
-                    f"CAST({_q(c)} AS {SQL_TYPES[t]})" if t in ("dynamic", "guid")
-                    else _q(c) for c, t in cols)
-                targets = ", ".join(_q(c) for c, _ in cols)
-                self.con.execute(f"INSERT INTO {_q(name)} ({targets}) SELECT {select} "
-                                 f"FROM {_q(view)}")
-            finally:
-                self.con.unregister(view)
-        return data.num_rows
+                n = self._insert(name, data, None)
+                self.con.execute("COMMIT")
+            except Exception:
+                self.con.execute("ROLLBACK")
+                raise
+        return n
+
+    def begin_batch(self, batch_id: str) -> BatchWriter:
+        return _DuckDBBatch(self, batch_id)
+
+    def _insert(self, name: str, data: pa.Table, keys: Sequence[str] | None) -> int:
+        """INSERT one coerced batch inside the caller's transaction; returns rows inserted."""
+        cols = self._tables[name]
+        if data.num_rows == 0:
+            return 0
+        types = dict(cols)
+        if (data.num_rows >= ROW_GROUP_SIZE and types.get("Timestamp") == "datetime"
+                and "Timestamp" in data.column_names):
+            data = _sorted_by_time(data)
+        view = "__ingest_batch"
+        self.con.register(view, data)
+        try:
+            select = ", ".join(
+                f"CAST(b.{_q(c)} AS {SQL_TYPES[t]})" if t in ("dynamic", "guid")
+                else f"b.{_q(c)}" for c, t in cols)
+            targets = ", ".join(_q(c) for c, _ in cols)
+            where = ""
+            key = [k for k in (keys or ()) if k in types and k in data.column_names]
+            if key:
+                where = self._dedup_clause(name, data, key, types)
+            res = self.con.execute(f"INSERT INTO {_q(name)} ({targets}) SELECT {select} "
+                                   f"FROM {_q(view)} AS b {where}").fetchone()
+        finally:
+            self.con.unregister(view)
+        return int(res[0]) if res else 0
+
+    def _dedup_clause(self, name: str, data: pa.Table, key: list[str],
+                      types: dict[str, str]) -> str:
+        """Skip rows whose key is already stored (by an earlier batch or an earlier insert of
+        this one). Rows repeated within one insert are kept: checking that costs as much as
+        the insert itself, and a re-sent batch is what the check is for."""
+        present = " AND ".join(f"b.{_q(k)} IS NOT NULL" + (
+            f" AND b.{_q(k)} <> ''" if types[k] == "string" else "") for k in key)
+        match = " AND ".join(f"t.{_q(k)} = b.{_q(k)}" for k in key)
+        if "Timestamp" in key:
+            lo, hi = pc.min_max(data.column("Timestamp")).values()
+            if lo.is_valid and hi.is_valid:
+                # constant bounds, so that the zone maps prune the stored side of the check
+                match += (f" AND t.\"Timestamp\" BETWEEN {_ts_literal(lo.as_py())} "
+                          f"AND {_ts_literal(hi.as_py())}")
+        return (f"WHERE NOT ({present} AND EXISTS (SELECT 1 FROM {_q(name)} AS t "
+                f"WHERE {match}))")
+
+    def delete_older_than(self, name: str, column: str, cutoff: datetime) -> int:
+        if name not in self._tables:
+            raise HuntsmanError(f"unknown table '{name}'")
+        if column != INGESTION_TIME and column not in dict(self._tables[name]):
+            raise HuntsmanError(f"table '{name}' has no column '{column}'")
+        with self.lock:
+            row = self.con.execute(f"DELETE FROM {_q(name)} WHERE {_q(column)} < "
+                                   f"{_ts_literal(cutoff)}").fetchone()
+        return int(row[0]) if row else 0
+
+    def get_meta(self, key: str) -> str | None:
+        cur = self.con.cursor()
+        try:
+            row = cur.execute(f"SELECT value FROM {_q(_META_TABLE)} WHERE key = ?",
+                              [key]).fetchone()
+        finally:
+            cur.close()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self.lock:
+            if value is None:
+                self.con.execute(f"DELETE FROM {_q(_META_TABLE)} WHERE key = ?", [key])
+            else:
+                self.con.execute(f"INSERT OR REPLACE INTO {_q(_META_TABLE)} VALUES (?, ?)",
+                                 [key, value])
+
+    def meta_items(self, prefix: str = "") -> dict[str, str]:
+        cur = self.con.cursor()
+        try:
+            rows = cur.execute(f"SELECT key, value FROM {_q(_META_TABLE)} WHERE "
+                               f"starts_with(key, ?)", [prefix]).fetchall()
+        finally:
+            cur.close()
+        return {str(k): str(v) for k, v in rows}
+
+    def batch_ids(self) -> list[str]:
+        """The ids of every committed batch, oldest first."""
+        return [str(r[0]) for r in self.con.cursor().execute(
+            f"SELECT batch_id FROM {_q(_BATCHES_TABLE)} ORDER BY committed_at, batch_id"
+        ).fetchall()]
+
+    # ------------------------------------------------------------ reads
 
     def execute(self, sql: str) -> pa.Table:
         cur = self.con.cursor()
@@ -111,3 +230,74 @@ class DuckDBBackend(Backend):
 
     def close(self) -> None:
         self.con.close()
+
+
+class _DuckDBBatch(BatchWriter):
+    def __init__(self, backend: DuckDBBackend, batch_id: str):
+        self.backend = backend
+        self.result = BatchCommit(batch_id)
+        self.open = False
+        backend.lock.acquire()
+        try:
+            con = backend.con
+            row = con.execute(f"SELECT counts FROM {_q(_BATCHES_TABLE)} WHERE batch_id = ?",
+                              [batch_id]).fetchone()
+            if row is not None:
+                self.previous = BatchCommit(batch_id, {k: int(v) for k, v in
+                                                       json.loads(row[0]).items()},
+                                            duplicate_batch=True)
+                backend.lock.release()
+                return
+            con.execute("BEGIN")
+            self.open = True
+        except BaseException:
+            backend.lock.release()
+            raise
+
+    def insert(self, name: str, data: pa.Table, keys: Sequence[str] | None = None) -> int:
+        if not self.open:
+            raise HuntsmanError("this batch is no longer open")
+        n = self.backend._insert(name, data, keys)
+        self.result.inserted[name] = self.result.inserted.get(name, 0) + n
+        self.result.duplicates[name] = self.result.duplicates.get(name, 0) + data.num_rows - n
+        return n
+
+    def commit(self) -> BatchCommit:
+        if not self.open:
+            raise HuntsmanError("this batch is no longer open")
+        con = self.backend.con
+        try:
+            con.execute(f"INSERT INTO {_q(_BATCHES_TABLE)} (batch_id, counts) VALUES (?, ?)",
+                        [self.result.batch_id, json.dumps(self.result.inserted)])
+            con.execute("COMMIT")
+        except BaseException:
+            self.rollback()
+            raise
+        self._end()
+        return self.result
+
+    def rollback(self) -> None:
+        if self.open:
+            try:
+                self.backend.con.execute("ROLLBACK")
+            finally:
+                self._end()
+
+    def _end(self) -> None:
+        self.open = False
+        self.backend.lock.release()
+
+
+def _sorted_by_time(data: pa.Table) -> pa.Table:
+    """The batch in ``Timestamp`` order (stable), unless it (nearly) already is.
+
+    Telemetry mostly arrives in time order; a batch with at most 1% of its neighbours out of
+    order already gives tight zone maps, and sorting it would only cost time.
+    """
+    arr = data.column("Timestamp").combine_chunks()
+    if len(arr) > 1:
+        backwards = pc.sum(pc.cast(pc.less(arr[1:], arr[:-1]), pa.int64())).as_py() or 0
+        if arr.null_count == 0 and backwards <= len(arr) // 100:
+            return data
+    order = pc.sort_indices(data, sort_keys=[("Timestamp", "ascending")])
+    return data.take(order)

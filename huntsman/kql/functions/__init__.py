@@ -116,4 +116,5 @@ from huntsman.kql.functions import dynamic_fns as _dynamic_fns  # noqa: E402,F40
 from huntsman.kql.functions import network as _network  # noqa: E402,F401
 from huntsman.kql.functions import parsing as _parsing  # noqa: E402,F401
 from huntsman.kql.functions import scalar as _scalar  # noqa: E402,F401
+from huntsman.kql.functions import series as _series  # noqa: E402,F401
 from huntsman.kql.functions import text as _text  # noqa: E402,F401

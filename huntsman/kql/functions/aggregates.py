@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from sqlglot import exp
 
+from huntsman.errors import UnsupportedError
 from huntsman.kql.functions import LowerContext, register
+from huntsman.kql.functions.convert import to_string
 from huntsman.kql.functions.scalar import dynamic_element
-from huntsman.kql.functions.sql import Arg, case, cast, coalesce, fn, n, s
+from huntsman.kql.functions.sql import Arg, case, cast, coalesce, fn, lambda_, n, s
 from huntsman.kql.types import SQL_TYPES
 
 Args = list[Arg]
@@ -70,8 +72,10 @@ def _sum(ctx: LowerContext, a: Args) -> exp.Expr:
 
 @register("sumif", "num bool", _sum_type, kind="aggregate")
 def _sumif(ctx: LowerContext, a: Args) -> exp.Expr:
+    """Sum over the rows where the predicate is true; 0 when there are none (as sum())."""
     out = agg("sum", a[0].sql, where=a[1].sql)
-    return cast(out, "BIGINT") if a[0].type in ("int", "long") else out
+    out = cast(out, "BIGINT") if a[0].type in ("int", "long") else out
+    return coalesce(out, cast(n(0), SQL_TYPES[_sum_type(a)]))
 
 
 def _same(a: Args) -> str:
@@ -186,9 +190,22 @@ def _any(ctx: LowerContext, a: Args) -> exp.Expr:
     return agg("any_value", a[0].sql)
 
 
-@register("anyif", "any bool", _same, kind="aggregate", aliases=("take_anyif",))
-def _anyif(ctx: LowerContext, a: Args) -> exp.Expr:
-    return agg("any_value", a[0].sql, where=a[1].sql)
+def _take_anyif(ctx: LowerContext, a: Args) -> exp.Expr:
+    """A value of a row where the predicate is true, preferring non-null (and non-empty) values;
+    null ('' for strings) when there is none."""
+    x = a[0]
+    prefer = _not_null(x)
+    if x.type == "string":
+        prefer = exp.And(this=prefer, expression=exp.NEQ(this=x.sql, expression=s("")))
+    out = coalesce(agg("any_value", x.sql, where=exp.And(this=exp.Paren(this=a[1].sql),
+                                                          expression=prefer)),
+                   agg("any_value", x.sql, where=a[1].sql))
+    return coalesce(out, s("")) if x.type == "string" else out
+
+
+# two registrations: Kusto names an unnamed take_anyif(x) 'x' but anyif(x) 'anyif_x'
+register("take_anyif", "any bool", _same, kind="aggregate")(_take_anyif)
+register("anyif", "any bool", _same, kind="aggregate")(_take_anyif)
 
 
 @register("arg_max", "any any any*", _same, kind="aggregate", aliases=("argmax",))
@@ -203,17 +220,104 @@ def _arg_min(ctx: LowerContext, a: Args) -> exp.Expr:
 
 @register("stdev", "num", "real", kind="aggregate")
 def _stdev(ctx: LowerContext, a: Args) -> exp.Expr:
-    return agg("stddev_samp", cast(a[0].sql, "DOUBLE"))
+    """Sample standard deviation; 0 for an empty group (Kusto's default) or a single value."""
+    return coalesce(agg("stddev_samp", cast(a[0].sql, "DOUBLE")), cast(n(0), "DOUBLE"))
 
 
 @register("variance", "num", "real", kind="aggregate")
 def _variance(ctx: LowerContext, a: Args) -> exp.Expr:
-    return agg("var_samp", cast(a[0].sql, "DOUBLE"))
+    """Sample variance; 0 for an empty group (Kusto's default) or a single value."""
+    return coalesce(agg("var_samp", cast(a[0].sql, "DOUBLE")), cast(n(0), "DOUBLE"))
 
 
-@register("percentile", "num num", "real", kind="aggregate")
+PERCENTILE_TYPES = {"int": "long", "long": "long", "real": "real", "decimal": "real",
+                    "datetime": "datetime", "timespan": "timespan"}
+"""Kusto's percentile result type per input type (Kusto.Language Aggregates.cs)."""
+
+
+def _percentile_type(a: Args) -> str:
+    return PERCENTILE_TYPES.get(a[0].type, "real")
+
+
+def _fractions(ctx: LowerContext, fname: str, args: Args) -> list[float]:
+    """The constant percentages of a percentile call, as fractions 0..1."""
+    out: list[float] = []
+    for x in args:
+        values = x.const if x.type == "dynamic" and x.is_const else [x.const]
+        if not x.is_const or not isinstance(values, list):
+            raise ctx.semantic_error(f"{fname}(): the percentiles must be constants")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 100:
+                raise ctx.semantic_error(f"{fname}(): a percentile must be a number from 0 to "
+                                         f"100, got {v!r}")
+            out.append(float(v) / 100.0)
+    return out
+
+
+def _percentile_value(ctx: LowerContext, fname: str, a: Args, q: exp.Expr) -> exp.Expr:
+    x = a[0]
+    if x.type not in PERCENTILE_TYPES:
+        raise ctx.semantic_error(f"{fname}(): expects a number, datetime or timespan, got "
+                                 f"{x.type}")
+    value = cast(x.sql, "BIGINT") if x.type == "int" else \
+        cast(x.sql, "DOUBLE") if x.type == "decimal" else x.sql
+    return agg("quantile_disc", value, q)
+
+
+def percentile_name_fragment(value: object) -> str:
+    """The part of a percentile column's name for a percentage, as Kusto.Language builds it (the
+    constant's text with every character but letters and digits replaced by '_').
+
+    >>> percentile_name_fragment(95), percentile_name_fragment(99.5), percentile_name_fragment(50.0)
+    ('95', '99_5', '50')
+    """
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return "".join(c if c.isalnum() else "_" for c in str(value))
+
+
+def percentile_columns(ctx: LowerContext, a: Args) -> list[tuple[str, exp.Expr]]:
+    """For ``summarize ... percentiles(x, p1, p2, ...)``: one (name fragment, aggregate) per
+    percentage; Kusto names the columns ``percentile_<x>_<fragment>`` and gives them the type
+    ``PERCENTILE_TYPES[x.type]``. (The compiler does not call this yet.)"""
+    out = []
+    for arg in a[1:]:
+        for q in _fractions(ctx, "percentiles", [arg]):
+            const = arg.const
+            out.append((percentile_name_fragment(const),
+                        _percentile_value(ctx, "percentiles", a, exp.Literal.number(q))))
+    return out
+
+
+@register("percentile", "any num", _percentile_type, kind="aggregate")
 def _percentile(ctx: LowerContext, a: Args) -> exp.Expr:
-    """Nearest-rank percentile (as Kusto), via DuckDB's quantile_disc."""
-    if not a[1].is_const:
-        raise ctx.semantic_error("percentile(): the percentage must be a constant")
-    return agg("quantile_disc", a[0].sql, exp.Literal.number(float(a[1].const) / 100.0))
+    """Nearest-rank percentile (the smallest value with P% of the values at or below it), via
+    DuckDB's exact quantile_disc; Kusto estimates it with T-Digest, which is exact on small
+    inputs and within 1% of the rank otherwise. The result has the value's type (int: long)."""
+    (q,) = _fractions(ctx, "percentile", a[1:])
+    return _percentile_value(ctx, "percentile", a, exp.Literal.number(q))
+
+
+@register("percentiles", "any num num*", _percentile_type, kind="aggregate")
+def _percentiles(ctx: LowerContext, a: Args) -> exp.Expr:
+    """percentiles() with one percentage (one column, as percentile()). Several percentages
+    give several columns, which summarize cannot produce yet."""
+    qs = _fractions(ctx, "percentiles", a[1:])
+    if len(qs) > 1:
+        raise UnsupportedError("percentiles() with several percentages (one column each) is not "
+                               "supported yet; use percentiles_array() or one percentile() per "
+                               "percentage")
+    return _percentile_value(ctx, "percentiles", a, exp.Literal.number(qs[0]))
+
+
+@register("percentiles_array", "any any any*", "dynamic", kind="aggregate")
+def _percentiles_array(ctx: LowerContext, a: Args) -> exp.Expr:
+    """Nearest-rank percentiles as one dynamic array; the percentages are constants, given one
+    by one or as a dynamic array. Datetimes and timespans appear in their text forms."""
+    qs = _fractions(ctx, "percentiles_array", a[1:])
+    values = _percentile_value(ctx, "percentiles_array", a,
+                               exp.Array(expressions=[exp.Literal.number(q) for q in qs]))
+    if a[0].type in ("datetime", "timespan"):
+        values = fn("list_transform", values, lambda_(["__v"], to_string(
+            Arg(exp.column("__v"), a[0].type))))
+    return cast(fn("to_json", values), "JSON")

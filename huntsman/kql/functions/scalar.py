@@ -33,12 +33,18 @@ from huntsman.kql.functions.sql import (
     s,
     ticks_to_us,
 )
-from huntsman.kql.types import NUMERIC
+from huntsman.kql.types import NUMERIC, SQL_TYPES
 
 Args = list[Arg]
 US_PER = {"year": None, "quarter": None, "month": None, "week": 604_800_000_000,
           "day": 86_400_000_000, "hour": 3_600_000_000, "minute": 60_000_000,
           "second": 1_000_000, "millisecond": 1_000, "microsecond": 1, "nanosecond": 1}
+
+
+def p(e: exp.Expr) -> exp.Expr:
+    """``e`` parenthesized when it is an operator expression: sqlglot adds no parentheses, and an
+    argument's SQL may be any expression (``x + 1``)."""
+    return exp.Paren(this=e) if isinstance(e, (exp.Binary, exp.Neg, exp.Not)) else e
 
 
 def _const_str(ctx: LowerContext, a: Arg, what: str) -> str:
@@ -83,6 +89,7 @@ def _ago(ctx: LowerContext, a: Args) -> exp.Expr:
 
 def floor_multiple(x: exp.Expr, size: exp.Expr) -> exp.Expr:
     """x rounded down to a multiple of size (integers), correct for negative x."""
+    x, size = p(x), p(size)
     return exp.Sub(this=x, expression=exp.Mod(
         this=exp.Paren(this=exp.Add(this=exp.Mod(this=x, expression=size), expression=size)),
         expression=size))
@@ -108,30 +115,66 @@ def _bin(ctx: LowerContext, a: Args) -> exp.Expr:
     if v.type in ("long", "int"):
         if size.type in ("long", "int"):
             return floor_multiple(v.sql, size.sql)
-        return cast(exp.Mul(this=fn("floor", exp.Div(this=v.sql, expression=size.sql)),
-                            expression=size.sql), "BIGINT")
+        return cast(exp.Mul(this=fn("floor", exp.Div(this=p(v.sql), expression=p(size.sql))),
+                            expression=p(size.sql)), "BIGINT")
     if v.type in ("real", "decimal"):
-        return exp.Mul(this=fn("floor", exp.Div(this=v.sql, expression=size.sql)),
-                       expression=size.sql)
+        return exp.Mul(this=fn("floor", exp.Div(this=p(v.sql), expression=p(size.sql))),
+                       expression=p(size.sql))
     raise ctx.semantic_error(f"bin(): cannot bin a value of type {v.type}")
 
 
-@register("bin_at", "any any any", _bin_type)
+def _bin_at_type(a: Args) -> str:
+    if a[0].type in ("datetime", "timespan"):
+        return a[0].type
+    if all(x.type in ("int", "long") for x in a):
+        return "long"
+    return "decimal" if any(x.type == "decimal" for x in a) and not any(
+        x.type == "real" for x in a) else "real"
+
+
+@register("bin_at", "any any any", _bin_at_type)
 def _bin_at(ctx: LowerContext, a: Args) -> exp.Expr:
-    """bin() with a fixed point other than the epoch."""
+    """bin() aligned to a fixed point: ``fixed + floor((value - fixed) / size) * size``.
+
+    Numbers give the widest of the three types; a timespan or datetime value needs a fixed point
+    of the same type and a timespan bin size (a number as a timespan's size counts ticks)."""
     v, size, at = a
-    if v.type == "datetime":
-        off = exp.Sub(this=fn("epoch_us", v.sql), expression=fn("epoch_us", at.sql))
-        return fn("make_timestamp", exp.Add(this=floor_multiple(off, size.sql),
-                                            expression=fn("epoch_us", at.sql)))
-    off = exp.Sub(this=v.sql, expression=at.sql)
-    return exp.Add(this=floor_multiple(off, size.sql), expression=at.sql)
+    numeric = ("int", "long", "real", "decimal")
+    if v.type in ("datetime", "timespan"):
+        if at.type != v.type:
+            raise ctx.semantic_error(f"bin_at(): the fixed point must be a {v.type}, like the "
+                                     f"value")
+        if size.type == "timespan":
+            step = size.sql
+        elif size.type in ("int", "long") and v.type == "timespan":
+            step = to_timespan(size)
+        else:
+            raise ctx.semantic_error(f"bin_at(): a {v.type} is binned by a timespan")
+        if size.is_const and isinstance(size.const, int) and size.const <= 0:
+            return literal(None, v.type)
+        if v.type == "datetime":
+            off = exp.Sub(this=fn("epoch_us", v.sql), expression=fn("epoch_us", at.sql))
+            return fn("make_timestamp", exp.Add(this=floor_multiple(off, step),
+                                                expression=fn("epoch_us", at.sql)))
+        off = exp.Sub(this=p(v.sql), expression=p(at.sql))
+        return exp.Add(this=floor_multiple(off, step), expression=p(at.sql))
+    if not all(x.type in numeric for x in a):
+        raise ctx.semantic_error("bin_at(): expects numbers, timespans or datetimes, got "
+                                 + ", ".join(x.type for x in a))
+    if size.is_const and isinstance(size.const, (int, float)) and size.const <= 0:
+        return literal(None, _bin_at_type(a))
+    off = exp.Sub(this=p(v.sql), expression=p(at.sql))
+    if _bin_at_type(a) == "long":
+        return exp.Add(this=floor_multiple(off, size.sql), expression=p(at.sql))
+    t = SQL_TYPES[_bin_at_type(a)]
+    steps = fn("floor", exp.Div(this=cast(exp.Paren(this=off), t), expression=p(size.sql)))
+    return cast(exp.Add(this=exp.Mul(this=steps, expression=p(size.sql)), expression=p(at.sql)), t)
 
 
 @register("datetime_add", "string long datetime", "datetime")
 def _datetime_add(ctx: LowerContext, a: Args) -> exp.Expr:
     part = _part(ctx, a[0], "datetime_add")
-    amount = a[1].sql
+    amount = p(a[1].sql)
     funcs = {"year": "to_years", "month": "to_months", "week": "to_weeks", "day": "to_days",
              "hour": "to_hours", "minute": "to_minutes", "second": "to_seconds",
              "millisecond": "to_milliseconds", "microsecond": "to_microseconds"}
@@ -254,7 +297,7 @@ def _getyear(ctx: LowerContext, a: Args) -> exp.Expr:
     return cast(fn("year", a[0].sql), "INTEGER")
 
 
-@register("datetime_part", "string datetime", "int")
+@register("datetime_part", "string datetime", "int", aliases=("datepart",))
 def _datetime_part(ctx: LowerContext, a: Args) -> exp.Expr:
     part = _const_str(ctx, a[0], "datetime_part(): the part").lower()
     parts = {"year": "year", "quarter": "quarter", "month": "month", "week_of_year": "weekofyear",
@@ -317,20 +360,33 @@ def _format_datetime(ctx: LowerContext, a: Args) -> exp.Expr:
     return coalesce(out, s(""))
 
 
-@register("make_datetime", "long long long long? long? num?", "datetime")
+@register("make_datetime", "num num num num? num? num?", "datetime")
 def _make_datetime(ctx: LowerContext, a: Args) -> exp.Expr:
-    parts = [x.sql for x in a] + [n(0)] * (6 - len(a))
-    return fn("make_timestamp", *parts)
+    """A datetime from its parts; null when a part is out of range (year 1-9999, month 1-12, a
+    day of that month, hour 0-23, minute 0-59, second 0 to below 60)."""
+    ints = [cast(fn("trunc", p(x.sql)), "BIGINT") if x.type in ("real", "decimal") else x.sql
+            for x in a[:5]] + [n(0)] * (5 - min(len(a), 5))
+    sec = cast(a[5].sql, "DOUBLE") if len(a) > 5 else n(0.0)
+    y, mo, d, h, mi = ints
+    valid = and_(exp.Between(this=y, low=n(1), high=n(9999)),
+                 exp.Between(this=mo, low=n(1), high=n(12)),
+                 exp.Between(this=h, low=n(0), high=n(23)),
+                 exp.Between(this=mi, low=n(0), high=n(59)),
+                 exp.GTE(this=sec, expression=n(0)), exp.LT(this=sec, expression=n(60)))
+    made = fn("try", fn("make_timestamp", y, mo, d, h, mi, sec))
+    return case([(valid, made)], cast(exp.Null(), "TIMESTAMP"))
 
 
 @register("unixtime_seconds_todatetime", "num", "datetime")
 def _unix_s(ctx: LowerContext, a: Args) -> exp.Expr:
-    return fn("make_timestamp", cast(exp.Mul(this=a[0].sql, expression=n(1_000_000)), "BIGINT"))
+    return fn("try", fn("make_timestamp", cast(exp.Mul(this=p(a[0].sql), expression=n(1_000_000)),
+                                               "BIGINT")))
 
 
 @register("unixtime_milliseconds_todatetime", "num", "datetime")
 def _unix_ms(ctx: LowerContext, a: Args) -> exp.Expr:
-    return fn("make_timestamp", cast(exp.Mul(this=a[0].sql, expression=n(1000)), "BIGINT"))
+    return fn("try", fn("make_timestamp", cast(exp.Mul(this=p(a[0].sql), expression=n(1000)),
+                                               "BIGINT")))
 
 
 # ---------------------------------------------------------------- conversion
@@ -371,17 +427,21 @@ def _todatetime(ctx: LowerContext, a: Args) -> exp.Expr:
     return to_datetime(a[0])
 
 
-@register("totimespan", "any", "timespan", aliases=("time",))
-def _totimespan(ctx: LowerContext, a: Args) -> exp.Expr:
-    return to_timespan(a[0])
-
-
 @register("toguid", "any", "guid")
 def _toguid(ctx: LowerContext, a: Args) -> exp.Expr:
-    return convert(a[0], "guid")
+    """A guid from the first 32 hex digits of a string (hyphens ignored, the rest of the text
+    ignored); null when they are not 32 hex digits."""
+    x = a[0]
+    if x.type == "guid":
+        return x.sql
+    if x.type not in ("string", "dynamic"):
+        raise ctx.semantic_error(f"toguid(): expects a string or dynamic value, got {x.type}")
+    text = fn("replace", json_text(x) if x.type == "dynamic" else x.sql, s("-"), s(""))
+    ok = fn("regexp_matches", text, s("^[0-9a-fA-F]{32}"))
+    return case([(ok, cast(fn("left", text, n(32)), "UUID"))], cast(exp.Null(), "UUID"))
 
 
-@register("todynamic", "any", "dynamic", aliases=("parse_json", "toobject"))
+@register("todynamic", "any", "dynamic", aliases=("parse_json", "parsejson", "toobject"))
 def _todynamic(ctx: LowerContext, a: Args) -> exp.Expr:
     return to_dynamic(a[0])
 
@@ -394,9 +454,12 @@ def _strcat(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("concat", *[to_string(x) for x in a])
 
 
-@register("strcat_delim", "string any any*", "string")
+@register("strcat_delim", "any any any any*", "string")
 def _strcat_delim(ctx: LowerContext, a: Args) -> exp.Expr:
-    return fn("concat_ws", a[0].sql, *[to_string(x) for x in a[1:]])
+    """2 to 64 values joined by a delimiter; all converted to strings (null becomes '')."""
+    if len(a) > 65:
+        raise ctx.semantic_error("strcat_delim(): expects at most 64 values to concatenate")
+    return fn("concat_ws", to_string(a[0]), *[to_string(x) for x in a[1:]])
 
 
 @register("strlen", "string", "long")
@@ -432,8 +495,9 @@ def _toupper(ctx: LowerContext, a: Args) -> exp.Expr:
     return fn("upper", a[0].sql)
 
 
-@register("reverse", "string", "string")
+@register("reverse", "any", "string")
 def _reverse(ctx: LowerContext, a: Args) -> exp.Expr:
+    """The characters in reverse order; non-strings are converted to strings first."""
     return fn("reverse", to_string(a[0]))
 
 
@@ -474,9 +538,78 @@ def _extract(ctx: LowerContext, a: Args) -> exp.Expr:
     return coalesce(matched, s(""))
 
 
-@register("extract_all", "string string", "dynamic")
+def capture_groups(pattern: str) -> list[str | None]:
+    """The capture groups of an RE2 pattern, in order: their names (None when unnamed)."""
+    groups: list[str | None] = []
+    i, in_class = 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            i += 1
+            if pattern.startswith("^", i):
+                i += 1
+            if pattern.startswith("]", i):
+                i += 1
+            continue
+        elif c == "(":
+            m = re.match(r"\(\?P?<([A-Za-z_][A-Za-z0-9_]*)>", pattern[i:])
+            if m:
+                groups.append(m.group(1))
+            elif not pattern.startswith("(?", i):
+                groups.append(None)
+        i += 1
+    return groups
+
+
+@register("extract_all", "string any string?", "dynamic")
 def _extract_all(ctx: LowerContext, a: Args) -> exp.Expr:
-    return cast(fn("to_json", fn("regexp_extract_all", a[1].sql, a[0].sql)), "JSON")
+    """All matches of a regex with 1 to 16 capture groups: with one selected group an array of
+    its values, with several an array of arrays; null when nothing matches. The optional
+    captureGroups array selects groups by number or name."""
+    regex = _const_str(ctx, a[0], "extract_all(): the regular expression")
+    groups = capture_groups(regex)
+    if not 1 <= len(groups) <= 16:
+        raise ctx.semantic_error("extract_all(): the regular expression must have between 1 and "
+                                 "16 capture groups")
+    if len(a) == 3:
+        sel = a[1]
+        if sel.type != "dynamic" or not sel.is_const or not isinstance(sel.const, list) \
+                or not sel.const:
+            raise ctx.semantic_error("extract_all(): captureGroups must be a constant dynamic "
+                                     "array of group numbers or names")
+        picked = []
+        for g in sel.const:
+            if isinstance(g, bool):
+                raise ctx.semantic_error(f"extract_all(): invalid capture group {g!r}")
+            if isinstance(g, int) and 1 <= g <= len(groups):
+                picked.append(g)
+            elif isinstance(g, str) and g in groups:
+                picked.append(groups.index(g) + 1)
+            else:
+                raise ctx.semantic_error(f"extract_all(): invalid capture group {g!r}")
+        source = a[2]
+    else:
+        if a[1].type != "string":
+            raise ctx.semantic_error(f"extract_all(): the source must be a string, got "
+                                     f"{a[1].type}")
+        picked = list(range(1, len(groups) + 1))
+        source = a[1]
+    lists = [fn("regexp_extract_all", source.sql, s(regex), n(g)) for g in picked]
+    if len(lists) == 1:
+        values = lists[0]
+    else:
+        i = exp.column("__i")
+        values = fn("list_transform", fn("range", n(1), exp.Add(
+            this=fn("len", lists[0]), expression=n(1))), lambda_(["__i"], exp.Array(
+                expressions=[fn("list_extract", lst, i) for lst in lists])))
+    return case([(exp.EQ(this=fn("len", lists[0]), expression=n(0)), cast(exp.Null(), "JSON"))],
+                cast(fn("to_json", values), "JSON"))
 
 
 @register("replace_string", "string string string", "string")
@@ -521,24 +654,66 @@ def _trim_end(ctx: LowerContext, a: Args) -> exp.Expr:
     return _trim_regex(ctx, a, False, True)
 
 
-@register("indexof", "string string long? long? long?", "long")
+@register("indexof", "any any long? long? long?", "long")
 def _indexof(ctx: LowerContext, a: Args) -> exp.Expr:
-    """0-based position of the first occurrence, or -1."""
-    text, look = a[0].sql, a[1].sql
-    start = a[2].sql if len(a) > 2 else n(0)
-    hay = fn("substring", text, exp.Add(this=start, expression=n(1)))
-    if len(a) > 3:
-        hay = fn("substring", text, exp.Add(this=start, expression=n(1)), a[3].sql)
-    pos = fn("instr", hay, look)
-    return cast(case([(exp.EQ(this=pos, expression=n(0)), n(-1))],
-                     exp.Add(this=exp.Sub(this=pos, expression=n(1)), expression=start)),
-                "BIGINT")
+    """0-based position of the occurrence-th match of ``match`` (non-strings are converted to
+    strings), searching ``length`` characters (-1: to the end) from ``start`` (negative: from the
+    end); -1 when not found; null when the start is before the text, length < -1 or occurrence
+    < 0. Each further occurrence is searched from one character after the previous one, in a
+    window of the same length (the documented examples agree with this reading)."""
+    text, look = to_string(a[0]), to_string(a[1])
+    raw_start = p(a[2].sql) if len(a) > 2 else n(0)
+    length = p(a[3].sql) if len(a) > 3 else n(-1)
+    occurrence = 1
+    if len(a) > 4:
+        if not a[4].is_const or not isinstance(a[4].const, int):
+            raise ctx.semantic_error("indexof(): the occurrence must be a constant number")
+        occurrence = a[4].const
+    if occurrence < 0:
+        return cast(exp.Null(), "BIGINT")
+    if occurrence == 0:
+        return cast(n(-1), "BIGINT")
+    size = fn("length", text)
+    start = case([(exp.LT(this=raw_start, expression=n(0)),
+                   exp.Add(this=size, expression=raw_start))], raw_start)
+
+    def find(pos: exp.Expr) -> exp.Expr:
+        """The first match at or after ``pos`` lying inside the window, or -1."""
+        rest = exp.Sub(this=size, expression=p(pos))
+        count = case([(exp.EQ(this=length, expression=n(-1)), rest)],
+                     fn("least", length, rest))
+        window = fn("substr", text, exp.Add(this=pos, expression=n(1)),
+                    fn("greatest", count, n(0)))
+        hit = fn("instr", window, look)
+        found = case([(exp.GT(this=pos, expression=size), n(-1)),
+                      (exp.EQ(this=hit, expression=n(0)), n(-1))],
+                     exp.Add(this=pos, expression=exp.Sub(this=hit, expression=n(1))))
+        return found
+
+    begin = exp.column("__s")
+    if occurrence == 1:
+        found = find(begin)
+    else:
+        acc = exp.column("__a")
+        step = case([(exp.EQ(this=exp.column("__k"), expression=n(0)), find(begin)),
+                     (exp.LT(this=acc, expression=n(0)), acc)],
+                    find(exp.Add(this=acc, expression=n(1))))
+        found = fn("list_reduce", fn("range", n(occurrence)), lambda_(["__a", "__k"], step),
+                   cast(n(-1), "BIGINT"))
+    bound = fn("list_extract", fn("list_transform", exp.Array(expressions=[start]),
+                                  lambda_(["__s"], found)), n(1))
+    invalid = or_(exp.LT(this=start, expression=n(0)), exp.LT(this=length, expression=n(-1)))
+    return cast(case([(invalid, cast(exp.Null(), "BIGINT"))], bound), "BIGINT")
 
 
 @register("countof", "string string string?", "long")
 def _countof(ctx: LowerContext, a: Args) -> exp.Expr:
-    """Occurrences of a substring (overlapping) or of a regex (kind='regex')."""
-    kind = a[2].const if len(a) > 2 and a[2].is_const else "normal"
+    """Occurrences of a substring (overlapping) or of a regex (kind='regex', not overlapping)."""
+    kind = "normal"
+    if len(a) > 2:
+        if not a[2].is_const or a[2].const not in ("normal", "regex"):
+            raise ctx.semantic_error("countof(): kind must be the literal 'normal' or 'regex'")
+        kind = a[2].const
     if kind == "regex":
         return cast(fn("len", fn("regexp_extract_all", a[0].sql, a[1].sql)), "BIGINT")
     text, look = a[0].sql, a[1].sql
@@ -573,9 +748,26 @@ def _url_decode(ctx: LowerContext, a: Args) -> exp.Expr:
     return coalesce(fn("try", fn("url_decode", a[0].sql)), s(""))
 
 
-@register("url_encode", "string", "string", aliases=("url_encode_component",))
+def _lower_escapes(encoded: exp.Expr) -> exp.Expr:
+    """Percent-escapes with lowercase hex digits ('%3A' becomes '%3a'), as Kusto prints them."""
+    part = exp.column("__p")
+    fixed = case([(exp.EQ(this=exp.column("__n"), expression=n(1)), part)],
+                 exp.DPipe(this=fn("lower", fn("left", part, n(2))),
+                           expression=fn("substr", part, n(3))))
+    return fn("array_to_string", fn("list_transform", fn("string_split", encoded, s("%")),
+                                    lambda_(["__p", "__n"], fixed)), s("%"))
+
+
+@register("url_encode", "string", "string")
 def _url_encode(ctx: LowerContext, a: Args) -> exp.Expr:
-    return fn("url_encode", a[0].sql)
+    """Percent-encoding with lowercase hex digits and spaces as '+' (form encoding)."""
+    return fn("replace", _lower_escapes(fn("url_encode", a[0].sql)), s("%20"), s("+"))
+
+
+@register("url_encode_component", "string", "string")
+def _url_encode_component(ctx: LowerContext, a: Args) -> exp.Expr:
+    """Percent-encoding with lowercase hex digits and spaces as '%20'."""
+    return _lower_escapes(fn("url_encode", a[0].sql))
 
 
 # ---------------------------------------------------------------- logic and nulls
@@ -773,19 +965,43 @@ def _same_type(a: Args) -> str:
     return a[0].type
 
 
-@register("abs", "num", _same_type)
+def _abs_type(a: Args) -> str:
+    return "long" if a[0].type in ("int", "long") else a[0].type
+
+
+@register("abs", "any", _abs_type)
 def _abs(ctx: LowerContext, a: Args) -> exp.Expr:
-    return fn("abs", a[0].sql)
+    """Absolute value of a number or timespan (an int gives a long)."""
+    x = a[0]
+    if x.type not in NUMERIC and x.type != "timespan":
+        raise ctx.semantic_error(f"abs(): expects a number or timespan, got {x.type}")
+    return fn("abs", cast(x.sql, "BIGINT") if x.type == "int" else x.sql)
 
 
 @register("round", "num long?", _same_type)
 def _round(ctx: LowerContext, a: Args) -> exp.Expr:
-    return fn("round", a[0].sql, a[1].sql if len(a) > 1 else n(0))
+    """Rounds to ``precision`` decimal digits (negative: to tens, hundreds...); the precision
+    must be a constant. Midpoints round away from zero (DuckDB's rule; Kusto does not document
+    its rule)."""
+    digits = n(0)
+    if len(a) > 1:
+        if not a[1].is_const or not isinstance(a[1].const, int):
+            raise ctx.semantic_error("round(): the precision must be a constant integer")
+        digits = n(a[1].const)
+    return cast(fn("round", a[0].sql, cast(digits, "INTEGER")), SQL_TYPES[a[0].type])
+
+
+def _nonnegative(name: str, x: exp.Expr) -> exp.Expr:
+    """``name(x)`` on a double, null for negative numbers (as Kusto documents for logarithms and
+    square roots)."""
+    d = cast(x, "DOUBLE")
+    return case([(exp.LT(this=d, expression=n(0)), cast(exp.Null(), "DOUBLE"))], fn(name, d))
 
 
 @register("sqrt", "num", "real")
 def _sqrt(ctx: LowerContext, a: Args) -> exp.Expr:
-    return fn("sqrt", cast(a[0].sql, "DOUBLE"))
+    """Square root; null for negative numbers."""
+    return _nonnegative("sqrt", a[0].sql)
 
 
 @register("exp", "num", "real")
@@ -795,12 +1011,14 @@ def _exp(ctx: LowerContext, a: Args) -> exp.Expr:
 
 @register("log", "num", "real")
 def _log(ctx: LowerContext, a: Args) -> exp.Expr:
-    return fn("ln", cast(a[0].sql, "DOUBLE"))
+    """Natural logarithm; null for negative numbers, -inf for zero."""
+    return _nonnegative("ln", a[0].sql)
 
 
 @register("log10", "num", "real")
 def _log10(ctx: LowerContext, a: Args) -> exp.Expr:
-    return fn("log10", cast(a[0].sql, "DOUBLE"))
+    """Base-10 logarithm; null for negative numbers, -inf for zero."""
+    return _nonnegative("log10", a[0].sql)
 
 
 @register("pow", "num num", "real")
@@ -815,12 +1033,18 @@ def _sign(ctx: LowerContext, a: Args) -> exp.Expr:
 
 @register("min_of", "any any any*", lambda a: _branch_type(a))
 def _min_of(ctx: LowerContext, a: Args) -> exp.Expr:
+    """The smallest of 2 to 64 values of one type; nulls are ignored."""
+    if len(a) > 64:
+        raise ctx.semantic_error("min_of(): expects at most 64 arguments")
     _, sqls = _unify(ctx, a, "min_of")
     return fn("least", *sqls)
 
 
 @register("max_of", "any any any*", lambda a: _branch_type(a))
 def _max_of(ctx: LowerContext, a: Args) -> exp.Expr:
+    """The largest of 2 to 64 values of one type; nulls are ignored."""
+    if len(a) > 64:
+        raise ctx.semantic_error("max_of(): expects at most 64 arguments")
     _, sqls = _unify(ctx, a, "max_of")
     return fn("greatest", *sqls)
 

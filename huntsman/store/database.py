@@ -1,0 +1,261 @@
+"""A telemetry store with every Advanced Hunting table, queried with KQL: :class:`Database`.
+
+It lives here (not in ``huntsman.api``, which re-exports it) so that the tenant store can hand
+out databases: ``Store(data_dir).tenant("contoso")`` is a :class:`Database`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from huntsman.backends.base import Backend
+from huntsman.backends.duckdb import DuckDBBackend
+from huntsman.errors import HuntsmanError, IngestError, QueryExecutionError
+from huntsman.schema import catalog, normalize_type
+from huntsman.store.ingest import IngestReport, OnError
+from huntsman.store.ingest import ingest as ingest_data
+
+if TYPE_CHECKING:
+    from huntsman.compiler.compiler import CompiledQuery
+
+DEFAULT_TENANT = "default"
+DEFAULT_RETENTION_DAYS = 180
+"""How long rows are kept unless a tenant says otherwise (per tenant, per table)."""
+_RETENTION_KEY = "retention:"
+
+
+@dataclass
+class QueryStats:
+    elapsed: float = 0.0  # seconds, end to end
+    compile_time: float = 0.0
+    execute_time: float = 0.0
+    rows: int = 0
+    bytes: int = 0
+    sql: str = ""
+    tables: list[str] = field(default_factory=list)
+
+
+class QueryResult:
+    """A query's result: Kusto-typed columns and rows (datetimes are timezone-aware UTC)."""
+
+    def __init__(self, table: pa.Table, compiled: CompiledQuery, stats: QueryStats):
+        self.columns: list[tuple[str, str]] = compiled.columns
+        self.render = compiled.render
+        self.stats = stats
+        self.sql = compiled.sql
+        self._raw = table.rename_columns([c for c, _ in compiled.columns])
+        self._rows: list[tuple[Any, ...]] | None = None
+
+    def __len__(self) -> int:
+        return self._raw.num_rows
+
+    def __repr__(self) -> str:
+        return f"<QueryResult {len(self)} rows × {len(self.columns)} columns>"
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        if self._rows is None:
+            converters = [_py_converter(t) for _, t in self.columns]
+            cols = [self._raw.column(i).to_pylist() for i in range(self._raw.num_columns)]
+            self._rows = [tuple(conv(v) for conv, v in zip(converters, row, strict=True))
+                          for row in zip(*cols, strict=True)] if cols else []
+        return self._rows
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        names = [c for c, _ in self.columns]
+        return [dict(zip(names, r, strict=True)) for r in self.rows]
+
+    def to_arrow(self) -> pa.Table:
+        """Arrow with datetimes as UTC timestamps and timespans as durations."""
+        arrays = []
+        for i, (_, t) in enumerate(self.columns):
+            arr = self._raw.column(i)
+            if t == "datetime":
+                arr = arr.cast(pa.timestamp("us", tz="UTC"))
+            elif t == "timespan":
+                arr = arr.cast(pa.duration("us"))
+            arrays.append(arr)
+        return pa.table(arrays, names=[c for c, _ in self.columns])
+
+    def to_pandas(self) -> Any:
+        return self.to_arrow().to_pandas()
+
+
+def _py_converter(ktype: str) -> Any:
+    if ktype == "datetime":
+        return lambda v: v.replace(tzinfo=UTC) if v is not None else None
+    if ktype == "timespan":
+        from datetime import timedelta
+        return lambda v: timedelta(microseconds=v) if v is not None else None
+    if ktype == "dynamic":
+        return lambda v: json.loads(v) if v is not None else None
+    if ktype == "guid":
+        return lambda v: str(v) if v is not None else None
+    if ktype == "decimal":
+        return lambda v: Decimal(str(v)) if v is not None else None
+    return lambda v: v
+
+
+class Database:
+    """A telemetry store with every Advanced Hunting table, queried with KQL."""
+
+    def __init__(self, path: str | Path | None = None, *, memory_limit: str | None = None,
+                 threads: int | None = None, backend: Backend | None = None,
+                 name: str = DEFAULT_TENANT):
+        """In memory (``path`` None), a database file (``*.duckdb``), or a data directory,
+        where this is the default tenant's file (``<dir>/default.duckdb``)."""
+        self.name = name
+        if backend is None:
+            file: Path | None = None
+            if path is not None:
+                p = Path(path)
+                if p.suffix in (".duckdb", ".db"):
+                    p.parent.mkdir(parents=True, exist_ok=True)
+                    file = p
+                else:
+                    p.mkdir(parents=True, exist_ok=True)
+                    file = p / f"{name}.duckdb"
+            backend = DuckDBBackend(file, memory_limit=memory_limit, threads=threads)
+        self.backend = backend
+        for t in catalog().tables.values():
+            if t.name not in self.backend.tables():
+                self.backend.create_table(t.name, [(c.name, c.type) for c in t.columns])
+
+    # ------------------------------------------------------------ catalog
+
+    def tables(self) -> dict[str, list[tuple[str, str]]]:
+        """Every table with its columns and Kusto types."""
+        return dict(self.backend.tables())
+
+    def has_table(self, name: str) -> bool:
+        return name in self.backend.tables()
+
+    def create_table(self, name: str, columns: list[tuple[str, str]]) -> None:
+        """Create a custom table: ``db.create_table("MyLogs", [("Timestamp", "datetime")])``."""
+        if not name or not all(ch.isalnum() or ch in "_-." for ch in name):
+            raise HuntsmanError(f"invalid table name {name!r}: use letters, digits, _ - .")
+        if not columns:
+            raise HuntsmanError(f"table '{name}' needs at least one column")
+        norm: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for cname, ctype in columns:
+            if cname.lower() in seen:
+                raise HuntsmanError(f"table '{name}': column names must be unique "
+                                    f"(ignoring case): '{cname}'")
+            seen.add(cname.lower())
+            try:
+                norm.append((cname, normalize_type(ctype)))
+            except ValueError as e:
+                raise HuntsmanError(f"table '{name}', column '{cname}': {e}") from None
+        self.backend.create_table(name, norm)
+
+    # ------------------------------------------------------------ ingestion
+
+    def ingest(self, table: str | None, data: Any, *, format: str | None = None,
+               batch_id: str | None = None, on_error: OnError = "fail") -> IngestReport:
+        """Add rows as one committed batch: a list of dicts, Arrow, or a file path.
+
+        Files are NDJSON (plain or gzip), a JSON array, a Defender streaming-API export
+        (``table`` may then be None: each record names its table), CSV or Parquet; ``format``
+        names one instead of detecting it. ``batch_id`` makes a re-sent batch a no-op. With
+        ``on_error="fail"`` (the default) the first bad record raises :class:`IngestError`
+        and nothing is written; with ``"skip"`` the report lists the rejected records.
+        The report compares equal to the number of rows accepted.
+        """
+        return ingest_data(self.backend, table, data, fmt=format, batch_id=batch_id,
+                           on_error=on_error)
+
+    def load_directory(self, directory: str | Path) -> dict[str, int]:
+        """Ingest every ``<Table>.{ndjson,json,jsonl,csv,parquet}[.gz]`` file of a folder."""
+        d = Path(directory)
+        if not d.is_dir():
+            raise IngestError(f"no such directory: {d}")
+        counts: dict[str, int] = {}
+        for f in sorted(d.iterdir()):
+            table = f.name.split(".")[0]
+            if not f.is_file() or not self.has_table(table):
+                continue
+            counts[table] = counts.get(table, 0) + self.ingest(table, f).accepted
+        return counts
+
+    # ------------------------------------------------------------ retention
+
+    def retention_days(self, table: str | None = None) -> int:
+        """Days rows of ``table`` are kept (its own setting, else the tenant's, else 180)."""
+        for key in ([table] if table else []) + ["*"]:
+            value = self.backend.get_meta(_RETENTION_KEY + key)
+            if value is not None:
+                return int(value)
+        return DEFAULT_RETENTION_DAYS
+
+    def set_retention(self, days: int | None, table: str | None = None) -> None:
+        """Keep rows ``days`` days (for ``table``, or the tenant's default); None resets."""
+        if table is not None and not self.has_table(table):
+            raise HuntsmanError(f"unknown table '{table}'")
+        if days is not None and (not isinstance(days, int) or days < 1):
+            raise HuntsmanError(f"retention must be a whole number of days >= 1, not {days!r}")
+        self.backend.set_meta(_RETENTION_KEY + (table or "*"),
+                              None if days is None else str(days))
+
+    def retention(self) -> dict[str, int]:
+        """The retention in days of every table."""
+        return {t: self.retention_days(t) for t in sorted(self.tables())}
+
+    def batches(self) -> list[str]:
+        """The ids of the batches committed to this store, oldest first."""
+        ids = getattr(self.backend, "batch_ids", None)
+        return list(ids()) if ids else []
+
+    # ------------------------------------------------------------ queries
+
+    def compile(self, kql: str, now: datetime | None = None) -> CompiledQuery:
+        return self.backend.compile(kql, now)
+
+    def query(self, kql: str, now: datetime | None = None) -> QueryResult:
+        """Run a KQL query and return its result."""
+        t0 = time.perf_counter()
+        compiled = self.compile(kql, now)
+        t1 = time.perf_counter()
+        try:
+            table = self.backend.execute(compiled.sql)
+        except duckdb.Error as e:
+            raise QueryExecutionError(_engine_message(e)) from None
+        t2 = time.perf_counter()
+        stats = QueryStats(elapsed=t2 - t0, compile_time=t1 - t0, execute_time=t2 - t1,
+                           rows=table.num_rows, bytes=table.nbytes, sql=compiled.sql,
+                           tables=compiled.tables)
+        return QueryResult(table, compiled, stats)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _engine_message(e: Exception) -> str:
+    """A runtime failure in user terms (never the raw SQL)."""
+    text = str(e).split("\n")[0]
+    if "Conversion Error" in text or "Could not convert" in text:
+        return f"A value could not be converted while running the query: {text.split(':', 1)[-1].strip()}"
+    if "Out of Memory" in text:
+        return "The query ran out of memory; narrow it with a time filter or fewer columns"
+    if "Invalid Input Error" in text and "regex" in text.lower():
+        return f"Invalid regular expression: {text.split(':', 1)[-1].strip()}"
+    if text.startswith(("Binder Error", "Parser Error", "Catalog Error")):
+        # the compiler produced SQL the engine rejects: a huntsman bug, not the user's
+        return ("internal error: this query compiled to SQL that the engine rejected; "
+                f"please report it with the query ({text})")
+    return f"The query failed while running: {text}"
