@@ -168,7 +168,7 @@ class Compiler:
         q = select.copy()
         if self.ctes:
             q.set("with_", exp.With(expressions=[c.copy() for c in self.ctes]))
-        sql = q.sql(dialect=self.dialect, copy=False)
+        sql = parenthesize(q).sql(dialect=self.dialect, copy=False)
         return self.probe(CompiledQuery(sql, [], None, list(dict.fromkeys(self.used_tables)), q,
                                         list(self.external_inputs)))
 
@@ -294,7 +294,7 @@ class Compiler:
                                           f"parameter '{p.name}'", getattr(node, "pos", None))
             if p.type and a.type != p.type and not (a.is_const and a.const is None):
                 try:
-                    a = Arg(convert(a, p.type), p.type)
+                    a = Arg(convert(a, p.type), p.type, _converted_const(a, p.type))
                 except ValueError:
                     raise self.semantic_error(
                         f"The function '{name}' expects parameter '{p.name}' of type {p.type}, "
@@ -1072,6 +1072,20 @@ def _names_in(e: Any) -> list[A.Name]:
 
     walk(e)
     return out
+
+
+def _converted_const(a: Arg, ktype: str) -> Any:
+    """The compile-time value of a numeric constant converted to another numeric type (so a
+    function parameter declared ``double`` still holds a constant)."""
+    from huntsman.kql.functions.sql import NOCONST
+    from huntsman.kql.types import NUMERIC
+
+    if not a.is_const or not isinstance(a.const, (int, float)) or isinstance(a.const, bool) \
+            or a.type not in NUMERIC or ktype not in NUMERIC:
+        return NOCONST
+    if ktype in ("real", "decimal"):
+        return float(a.const)
+    return int(a.const) if float(a.const).is_integer() else NOCONST
 
 
 def string_safe(a: Arg) -> exp.Expr:

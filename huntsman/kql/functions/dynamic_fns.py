@@ -66,6 +66,8 @@ def _simple(e: exp.Expr) -> bool:
         return True
     if isinstance(e, (exp.Cast, exp.TryCast)):
         return isinstance(e.this, (exp.Literal, exp.Null, exp.Boolean))
+    if isinstance(e, exp.Anonymous) and e.name.lower() == "struct_extract":
+        return isinstance(e.expressions[0], exp.Column)  # a value bound by bind()
     return isinstance(e, exp.Neg) and isinstance(e.this, exp.Literal)
 
 
@@ -122,9 +124,11 @@ def _dynamic_only(ctx: LowerContext, a: Args, fname: str) -> None:
 
 def list_distinct_ordered(lst: exp.Expr) -> exp.Expr:
     """Distinct elements in order of first appearance (DuckDB's list_distinct reorders)."""
-    e, i = fresh("e"), fresh("i")
-    return fn("list_filter", lst, lambda_([e, i], exp.EQ(
-        this=fn("list_position", lst, ref(e)), expression=ref(i))))
+    def body(v: list[exp.Expr]) -> exp.Expr:
+        e, i = fresh("e"), fresh("i")
+        return fn("list_filter", v[0], lambda_([e, i], exp.EQ(
+            this=fn("list_position", v[0], ref(e)), expression=ref(i))))
+    return bind([lst], body)
 
 
 def contains(lst: exp.Expr, x: exp.Expr) -> exp.Expr:

