@@ -975,6 +975,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--compile-runs", type=int, default=200, help="compilations per query")
     p.add_argument("--threads", type=int, default=None, help="DuckDB threads (default: all)")
     p.add_argument("--only", nargs="*", default=None, help="run only these query names")
+    p.add_argument("--skip", nargs="*", default=[], help="leave out these query names")
     p.add_argument("--no-memory", action="store_true", help="skip the 2 GiB memory check")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = p.parse_args(argv)
@@ -983,9 +984,27 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def benchmark(args: argparse.Namespace) -> tuple[dict[str, Result], dict[str, Any],
-                                                 dict[str, float]]:
-    qs = [q for q in queries() if not args.only or q.name in args.only]
+def selected(args: argparse.Namespace) -> list[Query]:
+    return [q for q in queries()
+            if (not args.only or q.name in args.only) and q.name not in args.skip]
+
+
+def preflight(qs: Sequence[Query]) -> dict[str, str]:
+    """Compile every query once before anything else: a compile error shows at once, and every
+    lazily imported compiler module is loaded now, so that all figures come from one version
+    of the engine even if the source tree changes during a long run. KQL -> SQL text."""
+    out: dict[str, str] = {}
+    for kql in [q.kql for q in qs] + MEMORY_QUERIES:
+        try:
+            out[kql] = huntsman.to_sql(kql, now=NOW)
+        except Exception as e:
+            out[kql] = f"-- compile error: {type(e).__name__}: {e}"
+            print(f"ERROR  does not compile: {kql}\n       {type(e).__name__}: {e}")
+    return out
+
+
+def benchmark(args: argparse.Namespace, qs: Sequence[Query]
+              ) -> tuple[dict[str, Result], dict[str, Any], dict[str, float]]:
     with huntsman.connect(threads=args.threads) as db:
         took = generate(db, args.rows)
         for table, seconds in took.items():
@@ -1004,6 +1023,17 @@ def benchmark(args: argparse.Namespace) -> tuple[dict[str, Result], dict[str, An
     return results, summarize(results, samples), took
 
 
+def write_json(path: Path, head: dict[str, Any], results: dict[str, Result],
+               summary: dict[str, Any], mem: dict[str, Any] | None,
+               qs: Sequence[Query], compiled: dict[str, str]) -> None:
+    doc = {**head, "queries": [asdict(r) for r in results.values()], "summary": summary,
+           "memory_check": mem,
+           "queries_text": {q.name: {"kql": q.kql, "sql": q.sql, "ilike_sql": q.ilike_sql,
+                                     "huntsman_sql": compiled.get(q.kql)} for q in qs}}
+    path.write_text(json.dumps(doc, indent=2, default=str))
+    print(f"\nwrote {path}")
+
+
 def git_commit() -> str | None:
     """The checked-out commit of the repository, to date the figures (None outside git)."""
     try:
@@ -1016,11 +1046,15 @@ def git_commit() -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    commit = git_commit()
+    head = {"commit": git_commit(), "rows": args.rows, "reps": args.reps,
+            "duckdb": duckdb.__version__, "python": platform.python_version(),
+            "cpus": os.cpu_count()}
     print(f"huntsman benchmark: {args.rows:,} DeviceProcessEvents rows, {args.reps} reps, "
-          f"duckdb {duckdb.__version__}, python {platform.python_version()}, "
-          f"{os.cpu_count()} cpus, commit {commit}")
-    results, summary, took = benchmark(args)
+          f"duckdb {head['duckdb']}, python {head['python']}, {head['cpus']} cpus, "
+          f"commit {head['commit']}")
+    qs = selected(args)
+    compiled = preflight(qs)
+    results, summary, head["generate_s"] = benchmark(args, qs)
     print_table(results)
     print_summary(results, summary)
     mem: dict[str, Any] | None = None
@@ -1028,15 +1062,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         mem = memory_check(args.rows)
         print_memory(mem)
     if args.json:
-        doc = {"commit": commit, "rows": args.rows, "reps": args.reps, "duckdb": duckdb.__version__,
-               "python": platform.python_version(), "cpus": os.cpu_count(),
-               "generate_s": took, "queries": [asdict(r) for r in results.values()],
-               "summary": summary, "memory_check": mem,
-               "queries_text": {q.name: {"kql": q.kql, "sql": q.sql, "ilike_sql": q.ilike_sql,
-                                         "huntsman_sql": huntsman.to_sql(q.kql, now=NOW)}
-                                for q in queries()}}
-        args.json.write_text(json.dumps(doc, indent=2, default=str))
-        print(f"\nwrote {args.json}")
+        write_json(args.json, head, results, summary, mem, qs, compiled)
     return 0
 
 

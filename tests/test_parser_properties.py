@@ -1505,23 +1505,17 @@ def test_legacy_bin_is_the_bin_call() -> None:
         parse("T | summarize count() by bin(x, 1h)")
 
 
-@pytest.mark.xfail(strict=True, reason="`let v = true` binds a table named 'true': the let value "
-                                       "is tried as a tabular expression first")
 @pytest.mark.parametrize("text", ["let v = true; print v", "let v = False; print v"])
-def test_bug_let_bool_literal(text: str) -> None:
+def test_let_bool_literal(text: str) -> None:
     assert compile_or_kql_error(text) is not None
 
 
-@pytest.mark.xfail(strict=True, reason="a parenthesized scalar call as a function argument, "
-                                       "`f((g(x)))`, is read as a tabular call subquery")
 @pytest.mark.parametrize("text", ["print max_of(1, (strlen('a')))", "print tostring((now()))"])
-def test_bug_parenthesized_call_argument(text: str) -> None:
+def test_parenthesized_call_argument(text: str) -> None:
     assert compile_or_kql_error(text) is not None
 
 
-@pytest.mark.xfail(strict=True, reason="search/find column terms only accept an identifier "
-                                       "before ':', not a bracketed name")
-def test_bug_search_bracket_column() -> None:
+def test_search_bracket_column() -> None:
     assert_round_trips("T | search ['my col']:'x'")
 
 

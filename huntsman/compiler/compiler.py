@@ -307,6 +307,8 @@ class Compiler:
             return A.TableRef(e.name, pos=e.pos)
         if isinstance(e, A.Subquery):
             return e.query
+        if isinstance(e, A.Call):
+            return A.TabularCall(e.name, e.args, e.arg_names, pos=e.pos)
         raise self.semantic_error("Expected a tabular expression", e.pos)
 
     # ------------------------------------------------------------ CTEs
@@ -342,6 +344,9 @@ class Compiler:
         return method(node, env)  # type: ignore[no-any-return]
 
     def visit_Pipe(self, node: A.Pipe, env: Env) -> Rel:
+        pushed = self.push_filter_below_innerunique(node, env)
+        if pushed is not None:
+            return pushed
         rel = self.tabular(node.input, env)
         op = node.op
         method = getattr(self, f"visit_{type(op).__name__}", None)
@@ -349,6 +354,21 @@ class Compiler:
             raise self.unsupported(f"The '{type(op).__name__.lower()}' operator is not supported",
                                    op)
         return method(rel, op, env)  # type: ignore[no-any-return]
+
+    def push_filter_below_innerunique(self, node: A.Pipe, env: Env) -> Rel | None:
+        """``L | join (R) on k | where p(L's columns)`` filters L before the innerunique dedup,
+        as Kusto's planner does; so the row kept per key is one that passes the filter."""
+        join = node.input
+        if not (isinstance(node.op, A.Where) and isinstance(join, A.Pipe)
+                and isinstance(join.op, A.Join) and join.op.kind == "innerunique"):
+            return None
+        left = self.tabular(join.input, env)
+        names = {n.name for n in _names_in(node.op.predicate)}
+        if not names or not all(left.col(nm) is not None for nm in names):
+            rel = self.visit_Join(left, join.op, env)
+            return self.visit_Where(rel, node.op, env)
+        filtered = self.visit_Where(left, node.op, env)
+        return self.visit_Join(filtered, join.op, env)
 
     def visit_TableRef(self, node: A.TableRef, env: Env) -> Rel:
         name = node.name
@@ -462,6 +482,8 @@ class Compiler:
     def visit_Range(self, node: A.Range, env: Env) -> Rel:
         sc = self.scalar(None, env)
         start, stop, step = (sc.compile(x) for x in (node.start, node.stop, node.step))
+        if step.is_const and (step.const is None or step.const == 0):
+            raise self.semantic_error("range: the step must not be zero or null", node.pos)
         c = Col(node.column, start.type, self.namer.physical(node.column, set()))
         if start.type == "datetime":
             if step.type != "timespan":
@@ -533,6 +555,8 @@ class Compiler:
         a = self.scalar(None, env).compile(op.count)
         if a.type not in ("long", "int"):
             raise self.semantic_error("take expects a whole number of rows", op.pos)
+        if a.is_const and (a.const is None or a.const < 0):
+            raise self.semantic_error("take expects a number of rows of 0 or more", op.pos)
         sel = exp.select(exp.Star()).from_(self.src(rel), copy=False)
         part = self.partition(rel)
         if part is not None:
@@ -586,6 +610,8 @@ class Compiler:
         n_arg = self.scalar(None, env).compile(op.count)
         if n_arg.type not in ("long", "int"):
             raise self.semantic_error("top expects a whole number of rows", op.pos)
+        if n_arg.is_const and (n_arg.const is None or n_arg.const < 0):
+            raise self.semantic_error("top expects a number of rows of 0 or more", op.pos)
         extra, ordered, hidden = self.sort_keys(rel, [op.key], env)
         part = self.partition(rel)
         if part is not None:

@@ -50,7 +50,7 @@ def compile_summarize(c: Compiler, rel: Rel, op: A.Summarize, env: Env) -> Rel:
     by_names = set(names)
     unpack: list[tuple[str, list[Col], list[str]]] = []  # (struct column, output cols, fields)
 
-    for ne in op.aggs:
+    for ne in _expand_percentiles(c, op.aggs):
         e = ne.expr
         fname = ALIASES.get(e.name, e.name) if isinstance(e, A.Call) else None
         if isinstance(e, A.Call) and fname in MULTI and _is_multi(e):
@@ -206,6 +206,22 @@ def _contains_aggregate(e: A.Expr) -> bool:
     return False
 
 
+def _expand_percentiles(c: Compiler, aggs: list[A.NamedExpr]) -> list[A.NamedExpr]:
+    """``percentiles(x, 50, 95)`` is one column per percentage: ``percentile_x_50`` ..."""
+    out: list[A.NamedExpr] = []
+    for ne in aggs:
+        e = ne.expr
+        if not (isinstance(e, A.Call) and e.name == "percentiles" and len(e.args) > 2):
+            out.append(ne)
+            continue
+        if len(ne.names) not in (0, len(e.args) - 1):
+            raise c.semantic_error("percentiles(): name one column per percentage", ne.pos)
+        for i, p in enumerate(e.args[1:]):
+            call = A.Call("percentile", [e.args[0], p], pos=e.pos)
+            out.append(A.NamedExpr(call, [ne.names[i]] if ne.names else [], ne.pos))
+    return out
+
+
 def _agg_name(c: Compiler, e: A.Expr, a: object, names: list[str]) -> str:
     from huntsman.kql.functions import default_result_name
 
@@ -218,6 +234,12 @@ def _agg_name(c: Compiler, e: A.Expr, a: object, names: list[str]) -> str:
         rule_name = default_result_name(fname, first_name)
         if fname == "count":
             return f"count_{first_name or ''}"
+        if fname in ("percentile", "percentiles") and len(e.args) == 2 and \
+                isinstance(e.args[1], A.Literal):
+            from huntsman.kql.functions.aggregates import percentile_name_fragment
+            return f"percentile_{first_name or ''}_{percentile_name_fragment(e.args[1].value)}"
+        if fname == "percentiles_array":
+            return f"percentiles_{first_name or ''}"
         if fname in ("take_any",) and first_name:
             return first_name
         if rule_name is not None and (rule_name.endswith("_") or first_name is not None

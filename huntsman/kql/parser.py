@@ -29,6 +29,7 @@ STRING_OPS = {
 LEGACY_STRING_OPS = {"containscs": "contains_cs", "notcontains": "!contains",
                      "notcontainscs": "!contains_cs", "like": None, "likecs": None,
                      "notlike": None, "notlikecs": None}
+BOOL_WORDS = {"true", "True", "TRUE", "false", "False", "FALSE"}
 IN_OPS = {"in", "!in", "in~", "!in~", "has_any", "has_all"}
 TYPE_NAMES = {"string", "long", "int", "real", "double", "bool", "boolean", "datetime", "date",
               "timespan", "time", "dynamic", "guid", "uuid", "decimal", "uniqueid", "int64",
@@ -277,8 +278,8 @@ class Parser:
                     not (word in ("cluster", "database") and self.peek().text != "("):
                 raise UnsupportedError(f"The '{word}' operator is not supported yet",
                                            t.line, t.col, self.text)
-            if (word in TYPED_LITERAL_CALLS or word in ("typeof", "toscalar")) and \
-                    self.peek().text == "(":
+            if ((word in TYPED_LITERAL_CALLS or word in ("typeof", "toscalar")) and
+                    self.peek().text == "(") or word in BOOL_WORDS:
                 raise self.unexpected("a table name or tabular expression")
             if word == "table" and self.peek().text == "(":
                 self.advance()
@@ -407,7 +408,9 @@ class Parser:
         if self.at("*") and (self.peek().text in ends or self.peek().text in ("and", "or")):
             self.advance()
             return A.SearchTerm("*", pos=t.pos)
-        if self.at_name() and self.peek().text == ":" and self.peek(2).kind == Kind.STRING:
+        width = 3 if self.at("[") else 1  # ['my col'] is three tokens
+        if self.at_name() and self.peek(width).text == ":" and \
+                self.peek(width + 1).kind == Kind.STRING:
             column = self.name()
             self.advance()
             term = ""
@@ -1363,7 +1366,8 @@ class Parser:
                 self.advance()
                 q = self.tabular()
                 self.expect(")")
-                if self.at(",", ")") and not isinstance(q, A.TableRef):
+                # `f((g(x)))` is a parenthesized scalar, not a table-valued argument
+                if self.at(",", ")") and not isinstance(q, (A.TableRef, A.TabularCall)):
                     return A.Subquery(q, pos=self.toks[start].pos)
             except KqlSyntaxError:
                 pass

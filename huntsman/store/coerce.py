@@ -389,6 +389,14 @@ def _two_level(source: str, raws: Sequence[tuple[str, str, str, str | None]],
             f"(SELECT __n, {', '.join(inner)} FROM {source})")
 
 
+def rebatch(tbl: pa.Table, parts: int = 16, min_rows: int = 2048) -> pa.Table:
+    """The table in several record batches: DuckDB scans Arrow in parallel by batch."""
+    size = max(min_rows, -(-tbl.num_rows // parts))
+    if tbl.num_rows <= size or all(len(c) <= size for c in tbl.column(0).chunks):
+        return tbl
+    return pa.Table.from_batches(tbl.to_batches(max_chunksize=size), schema=tbl.schema)
+
+
 class Coercer:
     """The vectorized coercion engine: a private in-memory DuckDB that can read nothing else.
 
@@ -416,7 +424,7 @@ class Coercer:
             cur = self.con.cursor()
         try:
             for name, tbl in inputs.items():
-                cur.register(name, tbl)
+                cur.register(name, rebatch(tbl))
             return cur.sql(sql).to_arrow_table()
         finally:
             cur.close()

@@ -144,6 +144,10 @@ class DuckDBBackend(Backend):
                 and "Timestamp" in data.column_names):
             data = _sorted_by_time(data)
         view = "__ingest_batch"
+        # in several record batches, so that DuckDB inserts them in parallel
+        size = max(2048, -(-data.num_rows // 16))
+        if any(len(c) > size for c in data.column(0).chunks):
+            data = pa.Table.from_batches(data.to_batches(max_chunksize=size), schema=data.schema)
         self.con.register(view, data)
         try:
             select = ", ".join(
