@@ -210,6 +210,9 @@ def bench_pruning(total: int, days: int, reps: int, work: Path) -> dict[str, obj
     el_fill, _ = timed(lambda: fill(big.backend, total, days, 0, total))
     # the same rows of the last day only (the rows are a function of their number)
     fill(small.backend, total, days, total - per_day - per_day // 50, total)
+    store.close()  # queried as a store is: opened from its files
+    store = Store(data)
+    big, small = store.tenant("thirty-days"), store.tenant("one-day")
     now = END
     out: dict[str, object] = {"rows": total, "days": days, "fill_s": el_fill,
                               "big_file_mb": (data / "thirty-days.duckdb").stat().st_size / 1e6,

@@ -12,8 +12,9 @@ from huntsman.errors import (
     QueryExecutionError,
     UnsupportedError,
 )
+from huntsman.store import IngestReport, Store
 
 __version__ = "0.1.0"
 __all__ = ["Database", "QueryResult", "connect", "to_sql", "HuntsmanError", "IngestError",
            "KqlError", "KqlSemanticError", "KqlSyntaxError", "QueryExecutionError",
-           "UnsupportedError"]
+           "UnsupportedError", "Store", "IngestReport"]

@@ -50,7 +50,9 @@ _WHOLE = re.compile(r"^\s*[+-]?\d+(?:\.0*)?\s*$")
 _NUMBER = re.compile(r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$")
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
-_DT_MIN = datetime(1, 1, 1)
+_PORTAL_FORMS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M:%S.%f %p", "%m/%d/%Y %I:%M %p",
+                 "%m/%d/%Y %H:%M:%S.%f", "%b %d %Y %I:%M:%S %p", "%b %d %Y %I:%M:%S.%f %p",
+                 "%b %d %Y %H:%M:%S", "%d %b %Y %H:%M:%S.%f")
 
 
 # ---------------------------------------------------------------- one value, in Python
@@ -122,11 +124,19 @@ def coerce_value(value: Any, ktype: str) -> Any:
                 raise ValueError(f"{value!r} is out of the datetime range") from None
         if not isinstance(value, str):
             raise ValueError(f"{_show(value)} is not a datetime")
-        try:
-            return parse_datetime(value)
-        except (ValueError, OverflowError):
-            raise ValueError(f"{value!r} is not a datetime (use ISO 8601, e.g. "
-                             f"2024-01-15T10:00:00Z)") from None
+        text = " ".join(value.replace(",", " ").split())
+        if not text.upper().endswith((" AM", " PM")):
+            try:
+                return parse_datetime(value)
+            except (ValueError, OverflowError):
+                pass
+        for fmt in _PORTAL_FORMS:  # as spreadsheets and portals write them, in UTC
+            try:
+                return datetime.strptime(text, fmt)
+            except ValueError:
+                continue
+        raise ValueError(f"{value!r} is not a datetime (use ISO 8601, e.g. "
+                         f"2024-01-15T10:00:00Z)")
     if ktype == "timespan":
         if isinstance(value, timedelta):
             return value // timedelta(microseconds=1)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -118,8 +119,9 @@ def test_background_job_runs_without_blocking_queries(db: huntsman.Database) -> 
     bg = BackgroundJob(Probe(db), interval=0.05).start()
     try:
         assert ran.wait(30)
-        while db.query("DeviceEvents | count").rows != [(1,)]:
-            pass  # queries keep running while the job deletes
+        deadline = time.monotonic() + 30
+        while db.query("DeviceEvents | count").rows != [(1,)]:  # queries run meanwhile
+            assert time.monotonic() < deadline
         assert bg.runs >= 1
     finally:
         bg.stop()

@@ -12,6 +12,7 @@ group) let ``Timestamp > ago(...)`` skip the row groups that are out of range.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ import pyarrow.compute as pc
 from huntsman.backends.base import Backend, BatchCommit, BatchWriter
 from huntsman.compiler.compiler import INGESTION_TIME
 from huntsman.errors import HuntsmanError
+from huntsman.kql.functions.network import GEOIP_TABLE, load_geoip_table
 from huntsman.kql.types import SQL_TYPES
 
 _CATALOG_TABLE = "__huntsman_columns"
@@ -226,11 +228,23 @@ class DuckDBBackend(Backend):
     # ------------------------------------------------------------ reads
 
     def execute(self, sql: str) -> pa.Table:
+        if GEOIP_TABLE in sql:
+            self._ensure_geoip()
         cur = self.con.cursor()
         try:
             return cur.sql(sql).to_arrow_table()
         finally:
             cur.close()
+
+    def _ensure_geoip(self) -> None:
+        """geo_info_from_ip_address() reads a table of IP ranges, built from the bundled DB-IP
+        database on first use (cached as Arrow under $HUNTSMAN_CACHE_DIR or ~/.cache)."""
+        if getattr(self, "_geoip_ready", False):
+            return
+        cache = os.environ.get("HUNTSMAN_CACHE_DIR") or str(Path.home() / ".cache" / "huntsman")
+        with self.lock:
+            load_geoip_table(self.con, cache_dir=cache)
+            self._geoip_ready = True
 
     def close(self) -> None:
         self.con.close()

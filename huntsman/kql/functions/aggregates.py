@@ -44,7 +44,8 @@ def _count(ctx: LowerContext, a: Args) -> exp.Expr:
 
 @register("countif", "bool", "long", kind="aggregate")
 def _countif(ctx: LowerContext, a: Args) -> exp.Expr:
-    return coalesce(agg("count_if", a[0].sql), cast(exp.Literal.number(0), "BIGINT"))
+    # DuckDB's count_if is a HUGEINT; Kusto's countif is a long
+    return cast(coalesce(agg("count_if", a[0].sql), exp.Literal.number(0)), "BIGINT")
 
 
 @register("dcount", "any long?", "long", kind="aggregate", aliases=("count_distinct",))
