@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from sqlglot import exp
 
+from huntsman.compiler.join import joined_columns
 from huntsman.compiler.scalar import ScalarCompiler, json_key
 from huntsman.compiler.scope import Col, Env, Rel, unique_name
 from huntsman.compiler.summarize import _contains_aggregate
@@ -34,7 +35,6 @@ from huntsman.kql.functions.sql import (
     and_,
     case,
     cast,
-    coalesce,
     col,
     fn,
     n,
@@ -400,19 +400,9 @@ def ipv4_lookup(c: Compiler, rel: Rel, op: A.Evaluate, env: Env) -> Rel:
         conds.append(exp.EQ(this=col(lc.sql, L), expression=col(rc.sql, R)))
     taken: set[str] = set()
     out_names: list[str] = []
-    sels: list[exp.Expr] = []
-    cols: list[Col] = []
-    for side, cols_, pad in ((L, rel.cols, False),
-                             (R, [x for x in lookup.cols if x.name not in extra], unmatched)):
-        for x in cols_:
-            name = unique_name(x.name, out_names)
-            out_names.append(name)
-            phys = c.namer.physical(name, taken)
-            v: exp.Expr = col(x.sql, side)
-            if pad and x.type == "string":
-                v = coalesce(v, s(""))
-            sels.append(alias(v, phys))
-            cols.append(Col(name, x.type, phys))
+    sels, cols = joined_columns(
+        c, [(rel.cols, L, False), ([x for x in lookup.cols if x.name not in extra], R, unmatched)],
+        out_names, taken)
     sel = exp.select(*sels).from_(exp.Table(this=c.src(left), alias=exp.TableAlias(
         this=exp.to_identifier(L, quoted=True))), copy=False).join(
         exp.Table(this=c.src(right), alias=exp.TableAlias(this=exp.to_identifier(

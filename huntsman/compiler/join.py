@@ -101,15 +101,13 @@ def _dedup_left(c: Compiler, rel: Rel, keys: list[Col]) -> Rel:
     return c.add(sel, rel.cols, None, rel.physical)
 
 
-def _project(c: Compiler, left: Rel, right: Rel, right_cols: list[Col], kind: str,
-             on: exp.Expr, join_kind: str, side: str | None) -> Rel:
-    taken: set[str] = set()
-    names: list[str] = []
+def joined_columns(c: Compiler, sides: list[tuple[list[Col], str, bool]], names: list[str],
+                   taken: set[str]) -> tuple[list[exp.Expr], list[Col]]:
+    """The select list of a join: each side's columns under its alias, clashing names suffixed
+    as Kusto does (``k1``); strings of a side that may be missing are padded with ''."""
     sels: list[exp.Expr] = []
     cols: list[Col] = []
-    pad_left = kind in ("rightouter", "fullouter")
-    pad_right = kind in ("leftouter", "fullouter")
-    for rel_cols, side, pad in ((left.cols, L, pad_left), (right_cols, R, pad_right)):
+    for rel_cols, side, pad in sides:
         for x in rel_cols:
             name = unique_name(x.name, names)
             names.append(name)
@@ -119,6 +117,17 @@ def _project(c: Compiler, left: Rel, right: Rel, right_cols: list[Col], kind: st
                 v = coalesce(v, s(""))
             sels.append(alias(v, phys))
             cols.append(Col(name, x.type, phys))
+    return sels, cols
+
+
+def _project(c: Compiler, left: Rel, right: Rel, right_cols: list[Col], kind: str,
+             on: exp.Expr, join_kind: str, side: str | None) -> Rel:
+    taken: set[str] = set()
+    names: list[str] = []
+    pad_left = kind in ("rightouter", "fullouter")
+    pad_right = kind in ("leftouter", "fullouter")
+    sels, cols = joined_columns(c, [(left.cols, L, pad_left), (right_cols, R, pad_right)],
+                                names, taken)
     sel = exp.select(*sels).from_(_aliased(c, left, L), copy=False)
     sel = sel.join(_aliased(c, right, R), on=on,
                    join_type=join_kind, copy=False)

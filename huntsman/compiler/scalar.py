@@ -72,15 +72,15 @@ def p(e: exp.Expr) -> exp.Expr:
     return e if isinstance(e, _ATOMS) and not isinstance(e, exp.Binary) else exp.Paren(this=e)
 
 
-def like_escape(text: str) -> str:
-    return LIKE_SPECIAL.sub(r"\\\1", text)
-
-
-def ilike(e: exp.Expr, pattern: str, cs: bool = False) -> exp.Expr:
-    node: exp.Expr = (exp.Like if cs else exp.ILike)(this=e, expression=s(pattern))
-    if "\\" in pattern:
-        node = exp.Escape(this=node, expression=s("\\"))
-    return node
+def ilike(e: exp.Expr, needle: str, before: str = "", after: str = "") -> exp.Expr:
+    """``e ILIKE before || needle || after`` with the needle taken literally. DuckDB has no
+    default escape character, so a needle without ``%`` or ``_`` goes in as it is and keeps
+    the engine's fast path; otherwise it is escaped with ``\\`` and ``ESCAPE '\\'`` is added."""
+    if "%" not in needle and "_" not in needle:
+        return exp.ILike(this=e, expression=s(before + needle + after))
+    escaped = LIKE_SPECIAL.sub(r"\\\1", needle)
+    return exp.Escape(this=exp.ILike(this=e, expression=s(before + escaped + after)),
+                      expression=s("\\"))
 
 
 def term_regex(needle: str, ci: bool, prefix: bool = True, suffix: bool = True) -> str:
@@ -367,22 +367,22 @@ class ScalarCompiler:
         if const is None:
             return self.string_match_dynamic(base, cs, x, R.sql)
         if base == "=~":
-            return ilike(x, like_escape(const))
+            return ilike(x, const)
         if base == "contains":
             if cs:
                 return fn("contains", x, s(const))
-            return ilike(x, f"%{like_escape(const)}%")
+            return ilike(x, const, "%", "%")
         if base == "startswith":
-            return fn("starts_with", x, s(const)) if cs else ilike(x, f"{like_escape(const)}%")
+            return fn("starts_with", x, s(const)) if cs else ilike(x, const, after="%")
         if base == "endswith":
-            return fn("ends_with", x, s(const)) if cs else ilike(x, f"%{like_escape(const)}")
+            return fn("ends_with", x, s(const)) if cs else ilike(x, const, before="%")
         if base in ("has", "hasprefix", "hassuffix"):
             if const == "":
                 return exp.true()
             regex = term_regex(const, ci=not cs, prefix=base != "hassuffix",
                                suffix=base != "hasprefix")
             # a cheap substring scan first; the term-boundary regex runs only on candidates
-            pre = fn("contains", x, s(const)) if cs else ilike(x, f"%{like_escape(const)}%")
+            pre = fn("contains", x, s(const)) if cs else ilike(x, const, "%", "%")
             return and_(pre, fn("regexp_matches", x, s(regex)))
         raise self.c.unsupported(f"operator '{op}' is not supported", node)
 

@@ -19,6 +19,9 @@ MULTI = {"arg_max", "arg_min", "take_any", "any"}
 
 
 def compile_summarize(c: Compiler, rel: Rel, op: A.Summarize, env: Env) -> Rel:
+    fast = _latest_row_per_key(c, rel, op)
+    if fast is not None:
+        return fast
     row = ScalarCompiler(c, rel, env)
     agg = ScalarCompiler(c, rel, env, aggregate=True)
     taken: set[str] = set()
@@ -204,6 +207,48 @@ def _contains_aggregate(e: A.Expr) -> bool:
     if isinstance(e, (A.Member, A.Index)):
         return _contains_aggregate(e.obj)
     return False
+
+
+def _latest_row_per_key(c: Compiler, rel: Rel, op: A.Summarize) -> Rel | None:
+    """``summarize arg_max(T, *) by k`` (the most common hunting idiom) as one window:
+    ``QUALIFY row_number() OVER (PARTITION BY k ORDER BY T DESC NULLS LAST) = 1``, which keeps
+    whole rows without packing every column into a struct. Only plain column names qualify;
+    anything else takes the general path."""
+    if len(op.aggs) != 1 or not op.by or op.aggs[0].names:
+        return None
+    e = op.aggs[0].expr
+    if not (isinstance(e, A.Call) and ALIASES.get(e.name, e.name) in ("arg_max", "arg_min")
+            and len(e.args) >= 2):
+        return None
+    if not all(isinstance(ne.expr, A.Name) and not ne.names for ne in op.by):
+        return None
+    if not all(isinstance(a, (A.Name, A.Star)) for a in e.args) or isinstance(e.args[0], A.Star):
+        return None
+    by_cols = [rel.col(ne.expr.name) for ne in op.by]  # type: ignore[attr-defined]
+    key = rel.col(e.args[0].name)  # type: ignore[attr-defined]
+    if key is None or any(b is None for b in by_cols) or key.type == "dynamic" or \
+            len({b.name for b in by_cols if b}) != len(by_cols):
+        return None
+    keys = [b for b in by_cols if b is not None]
+    if any(b.type == "dynamic" for b in keys) or key in keys:
+        return None
+    rest: list[Col] = []
+    for a in e.args[1:]:
+        if isinstance(a, A.Star):
+            rest += [x for x in rel.cols if x not in keys and x != key and x not in rest]
+        else:
+            x = rel.col(a.name)  # type: ignore[attr-defined]
+            if x is None or x in keys or x == key or x in rest:
+                return None
+            rest.append(x)
+    desc = ALIASES.get(e.name, e.name) == "arg_max"
+    w = exp.Window(this=exp.Anonymous(this="row_number", expressions=[]),
+                   partition_by=[col(k.sql) for k in keys],
+                   order=exp.Order(expressions=[exp.Ordered(this=col(key.sql), desc=desc,
+                                                            nulls_first=False)]))
+    sel = exp.select(exp.Star()).from_(c.src(rel), copy=False).qualify(
+        exp.EQ(this=w, expression=exp.Literal.number(1)), copy=False)
+    return c.add(sel, keys + [key] + rest, physical=set(rel.physical))
 
 
 def _expand_percentiles(c: Compiler, aggs: list[A.NamedExpr]) -> list[A.NamedExpr]:

@@ -790,8 +790,8 @@ class Parser:
     def op_union(self) -> A.Operator:
         return self.union_body()
 
-    def op_mv_expand(self) -> A.Operator:
-        params = self.params(("bagexpansion", "with_itemindex", "kind"))
+    def expand_columns(self) -> tuple[list[tuple[A.NamedExpr, str | None]], A.Expr | None]:
+        """The ``col [to typeof(T)], ... [limit N]`` part shared by mv-expand and mv-apply."""
         cols: list[tuple[A.NamedExpr, str | None]] = []
         while True:
             ne = self.named_expr()
@@ -811,6 +811,11 @@ class Parser:
         if self.at_ident("limit"):
             self.advance()
             limit = self.expression()
+        return cols, limit
+
+    def op_mv_expand(self) -> A.Operator:
+        params = self.params(("bagexpansion", "with_itemindex", "kind"))
+        cols, limit = self.expand_columns()
         idx = params.get("with_itemindex")
         expansion = params.get("bagexpansion", params.get("kind", "bag"))
         return A.MvExpand(cols, str(idx) if idx else None, limit, str(expansion))
@@ -929,25 +934,7 @@ class Parser:
 
     def op_mv_apply(self) -> A.Operator:
         params = self.params(("with_itemindex", "context_id"))
-        cols: list[tuple[A.NamedExpr, str | None]] = []
-        while True:
-            ne = self.named_expr()
-            to_type = None
-            if self.at_ident("to"):
-                self.advance()
-                if not self.at_ident("typeof"):
-                    raise self.unexpected("'typeof'")
-                self.advance()
-                self.expect("(")
-                to_type = self.type_name()
-                self.expect(")")
-            cols.append((ne, to_type))
-            if not self.accept(","):
-                break
-        limit = None
-        if self.at_ident("limit"):
-            self.advance()
-            limit = self.expression()
+        cols, limit = self.expand_columns()
         if not self.at_ident("on"):
             raise self.unexpected("'on'")
         self.advance()
