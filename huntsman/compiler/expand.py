@@ -12,7 +12,19 @@ from huntsman.compiler.scalar import ScalarCompiler
 from huntsman.compiler.scope import Col, Env, Rel
 from huntsman.kql import ast as A
 from huntsman.kql.functions.convert import convert, json_value, to_string
-from huntsman.kql.functions.sql import Arg, alias, and_, case, cast, col, fn, lambda_, n, s
+from huntsman.kql.functions.sql import (
+    Arg,
+    alias,
+    and_,
+    case,
+    cast,
+    coalesce,
+    col,
+    fn,
+    lambda_,
+    n,
+    s,
+)
 
 if TYPE_CHECKING:
     from huntsman.compiler.compiler import Compiler
@@ -27,8 +39,9 @@ def _as_list(v: exp.Expr, bagexpansion: str) -> exp.Expr:
     else:
         elem = fn("json_object", exp.column("k"), fn("json_extract", v, key_path))
     bag = fn("list_transform", fn("json_keys", v), lambda_(["k"], elem))
-    return case([(jt.eq(s("ARRAY")), cast(v, "JSON[]")), (jt.eq(s("OBJECT")), bag)],
-                exp.Array(expressions=[v]))
+    # arrays, the common case, cost one parse: the cast fails (null) for anything else
+    other = case([(jt.eq(s("OBJECT")), bag)], exp.Array(expressions=[v.copy()]))
+    return coalesce(cast(v.copy(), "JSON[]", safe=True), other)
 
 
 def compile_mv_expand(c: Compiler, rel: Rel, op: A.MvExpand, env: Env) -> Rel:
