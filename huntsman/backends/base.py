@@ -109,4 +109,10 @@ class Backend(ABC):
     def compile(self, kql: str, now: object = None) -> CompiledQuery:
         tables = self.tables()
         return compile_kql(kql, tables.get, lambda: sorted(tables), now,  # type: ignore[arg-type]
-                           self.dialect)
+                           self.dialect, probe=self.probe)
+
+    def probe(self, compiled: CompiledQuery) -> list[tuple[object, ...]]:
+        """Run a small query while compiling (bag_unpack/pivot discover their columns)."""
+        table = self.execute(compiled.sql)
+        columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
+        return list(zip(*columns, strict=True)) if columns else []
