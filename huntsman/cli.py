@@ -154,6 +154,9 @@ def query(
     now: str | None = typer.Option(None, "--now", help="Pin now() (ISO 8601), for repeatable runs."),
     demo: bool = typer.Option(False, "--demo", help="Load the demo environment first."),
     tenant: str | None = typer.Option(None, "--tenant", help="Query this tenant's store."),
+    allow_external: list[Path] = typer.Option(  # noqa: B006
+        [], "--allow-externaldata", help="Let externaldata read local files in this folder "
+        "(repeatable; nothing is readable by default)."),
     data_dir: Path = data_dir_option(),
 ) -> None:
     """Run a KQL query and print its result."""
@@ -170,6 +173,8 @@ def query(
             print(text)
             return
         db = open_db(db_path, data, demo, tenant, data_dir)
+        if allow_external:
+            db.allow_externaldata(*allow_external)
         print_result(db.query(kql, _now(now)), fmt)
     except HuntsmanError as e:
         report_error(e)

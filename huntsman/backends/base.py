@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import pyarrow as pa
 
 from huntsman.compiler.compiler import INGESTION_TIME, CompiledQuery, compile_kql
+from huntsman.compiler.external import ExternalInput
+from huntsman.errors import UnsupportedError
 
 __all__ = ["INGESTION_TIME", "Backend", "BatchCommit", "BatchWriter", "CompiledQuery"]
 
@@ -100,19 +102,36 @@ class Backend(ABC):
         """Set (or with ``None`` remove) a setting; committed at once."""
 
     @abstractmethod
-    def execute(self, sql: str) -> pa.Table:
-        """Run compiled SQL and return Arrow."""
+    def execute(self, sql: str, views: Mapping[str, pa.Table] | None = None) -> pa.Table:
+        """Run compiled SQL and return Arrow; ``views`` are Arrow tables the SQL reads by name
+        (``externaldata`` inputs), visible to this query only."""
 
     @abstractmethod
     def close(self) -> None: ...
 
+    external_dirs: Sequence[str] = ()
+    """Directories ``externaldata`` may read (empty: externaldata is refused)."""
+    external_loader: Callable[[ExternalInput], pa.Table] | None = None
+    """Reads one externaldata input (set by the store, which owns coercion)."""
+
     def compile(self, kql: str, now: object = None) -> CompiledQuery:
         tables = self.tables()
         return compile_kql(kql, tables.get, lambda: sorted(tables), now,  # type: ignore[arg-type]
-                           self.dialect, probe=self.probe)
+                           self.dialect, probe=self.probe, external_dirs=self.external_dirs)
+
+    def external_views(self, compiled: CompiledQuery) -> dict[str, pa.Table]:
+        if not compiled.external_inputs:
+            return {}
+        if self.external_loader is None:
+            raise UnsupportedError("externaldata: this store cannot load external files")
+        return {i.view: self.external_loader(i) for i in compiled.external_inputs}
+
+    def run(self, compiled: CompiledQuery) -> pa.Table:
+        """Run a compiled query, loading its externaldata inputs first."""
+        return self.execute(compiled.sql, self.external_views(compiled))
 
     def probe(self, compiled: CompiledQuery) -> list[tuple[object, ...]]:
         """Run a small query while compiling (bag_unpack/pivot discover their columns)."""
-        table = self.execute(compiled.sql)
+        table = self.run(compiled)
         columns = [table.column(i).to_pylist() for i in range(table.num_columns)]
         return list(zip(*columns, strict=True)) if columns else []

@@ -21,6 +21,7 @@ from huntsman.backends.base import Backend
 from huntsman.backends.duckdb import DuckDBBackend
 from huntsman.errors import HuntsmanError, IngestError, QueryExecutionError
 from huntsman.schema import catalog, normalize_type
+from huntsman.store.external import load_external
 from huntsman.store.ingest import IngestReport, OnError
 from huntsman.store.ingest import ingest as ingest_data
 
@@ -126,9 +127,15 @@ class Database:
                     file = p / f"{name}.duckdb"
             backend = DuckDBBackend(file, memory_limit=memory_limit, threads=threads)
         self.backend = backend
+        self.backend.external_loader = load_external
         for t in catalog().tables.values():
             if t.name not in self.backend.tables():
                 self.backend.create_table(t.name, [(c.name, c.type) for c in t.columns])
+
+    def allow_externaldata(self, *directories: str | Path) -> None:
+        """Let ``externaldata`` read local files under these directories (nothing by default;
+        URLs are always refused)."""
+        self.backend.external_dirs = tuple(str(Path(d).resolve()) for d in directories)
 
     # ------------------------------------------------------------ catalog
 
@@ -226,7 +233,7 @@ class Database:
         compiled = self.compile(kql, now)
         t1 = time.perf_counter()
         try:
-            table = self.backend.execute(compiled.sql)
+            table = self.backend.run(compiled)
         except duckdb.Error as e:
             raise QueryExecutionError(_engine_message(e)) from None
         t2 = time.perf_counter()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -227,11 +227,13 @@ class DuckDBBackend(Backend):
 
     # ------------------------------------------------------------ reads
 
-    def execute(self, sql: str) -> pa.Table:
+    def execute(self, sql: str, views: Mapping[str, pa.Table] | None = None) -> pa.Table:
         if GEOIP_TABLE in sql:
             self._ensure_geoip()
         cur = self.con.cursor()
         try:
+            for name, table in (views or {}).items():
+                cur.register(name, table)
             return cur.sql(sql).to_arrow_table()
         finally:
             cur.close()
