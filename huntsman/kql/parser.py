@@ -592,24 +592,11 @@ class Parser:
         return A.Project(self.named_exprs())
 
     def column_patterns(self) -> list[str]:
-        out: list[str] = []
-        while True:
-            pat = ""
-            while True:
-                if self.at("*"):
-                    pat += "*"
-                    self.advance()
-                elif self.at_name() and (not pat or self.tok.pos == self.toks[self.i - 1].end):
-                    pat += self.name()
-                else:
-                    break
-                if self.tok.pos != self.toks[self.i - 1].end:
-                    break
-            if not pat:
-                raise self.unexpected("a column name")
-            out.append(pat)
-            if not self.accept(","):
-                return out
+        """``a, b*, *c`` (names with wildcards), as project-away/keep take them."""
+        out = [self.column_patterns_single()]
+        while self.accept(","):
+            out.append(self.column_patterns_single())
+        return out
 
     def op_project_away(self) -> A.Operator:
         return A.ProjectAway(self.column_patterns())
@@ -642,6 +629,7 @@ class Parser:
                 return out
 
     def column_patterns_single(self) -> str:
+        """One column name or wildcard pattern: adjacent name and ``*`` tokens."""
         pat = ""
         while True:
             if self.at("*"):
