@@ -36,6 +36,7 @@ import duckdb
 
 import huntsman
 from huntsman.api import Database
+from huntsman.backends.duckdb import DuckDBBackend
 from huntsman.schema import catalog
 
 DEFAULT_ROWS = 10_000_000
@@ -281,6 +282,14 @@ NET_PROCS = [("chrome.exe", 30), ("msedge.exe", 20), ("svchost.exe", 20), ("ms-t
              ("rundll32.exe", 1), ("System", 3)]
 
 
+def duck(db: Database) -> duckdb.DuckDBPyConnection:
+    """The store's DuckDB connection (configuration locked, external access disabled)."""
+    backend = db.backend
+    if not isinstance(backend, DuckDBBackend):
+        raise TypeError(f"this benchmark needs the DuckDB backend, not {type(backend).__name__}")
+    return backend.con
+
+
 def _hex(seed: str, n: int) -> str:
     return hashlib.sha256(seed.encode()).hexdigest()[:n]
 
@@ -384,7 +393,7 @@ def _timestamp(n: int, salt: int) -> str:
     return f"TIMESTAMP '{START}' + to_microseconds({offset})"
 
 
-def process_columns(n: int, dims: Dims) -> dict[str, str]:
+def process_columns(dims: Dims) -> dict[str, str]:
     names, folders = [f[0] for f in FILES], [f[1] for f in FILES]
     pn, pf, pc = ([p[k] for p in PARENTS] for k in (0, 1, 3))
     sha = [_hex(f"{x}|{v}", 64) for x in names for v in range(3)]
@@ -485,37 +494,42 @@ def _defaults(columns: list[tuple[str, str]], given: dict[str, str]) -> list[str
     return out
 
 
-def generate(db: Database, rows: int, network: bool = True) -> dict[str, float]:
-    """Fill DeviceProcessEvents (``rows``) and DeviceNetworkEvents (``rows // 5``) in SQL."""
-    dims = build_dims()
-    con = db.backend.con
-    tables = db.tables()
-    took: dict[str, float] = {}
-    t0 = time.perf_counter()
-    cols = tables["DeviceProcessEvents"]
-    exprs = _defaults(cols, process_columns(rows, dims))
+def _insert_process_events(con: duckdb.DuckDBPyConnection, cols: list[tuple[str, str]],
+                           rows: int, dims: Dims) -> None:
+    accounts = SYSTEM_ACCOUNTS + dims.users
     con.execute(f"""
         INSERT INTO "DeviceProcessEvents" ({column_list(cols)})
-        SELECT {", ".join(exprs)}
-        FROM (SELECT *, {_timestamp(rows, 10)} AS ts,
-                     {pick(['system', 'local service', 'network service'] + dims.users, 'a')}
-                         AS account, {pick(dims.users, f'd % {N_USERS}')} AS owner
+        SELECT {", ".join(_defaults(cols, process_columns(dims)))}
+        FROM (SELECT *, {_timestamp(rows, 10)} AS ts, {pick(accounts, 'a')} AS account,
+                     {pick(dims.users, f'd % {N_USERS}')} AS owner
               FROM ({_process_base(rows, dims)}))""")
+
+
+def _insert_network_events(con: duckdb.DuckDBPyConnection, cols: list[tuple[str, str]],
+                           rows: int, dims: Dims) -> None:
+    port_bag = weighted_bag([w for _, w in PORTS])
+    proc_bag = weighted_bag([w for _, w in NET_PROCS])
+    port = pick([p for p, _ in PORTS], pick(port_bag, h(42, len(port_bag))))
+    con.execute(f"""
+        INSERT INTO "DeviceNetworkEvents" ({column_list(cols)})
+        SELECT {", ".join(_defaults(cols, network_columns(dims)))}
+        FROM (SELECT *, {_timestamp(rows, 40)} AS ts, CAST({port} AS INTEGER) AS port,
+                     {pick(proc_bag, h(43, len(proc_bag)))} AS np
+              FROM (SELECT range AS i, {h(41, N_DEVICES, 'range')} AS d FROM range({rows})))""")
+
+
+def generate(db: Database, rows: int, network: bool = True) -> dict[str, float]:
+    """Fill DeviceProcessEvents (``rows``) and DeviceNetworkEvents (``rows // 5``) in SQL;
+    the seconds each took."""
+    dims = build_dims()
+    con, tables = duck(db), db.tables()
+    took: dict[str, float] = {}
+    t0 = time.perf_counter()
+    _insert_process_events(con, tables["DeviceProcessEvents"], rows, dims)
     took["DeviceProcessEvents"] = time.perf_counter() - t0
     if network:
-        n = max(rows // 5, 1)
         t0 = time.perf_counter()
-        cols = tables["DeviceNetworkEvents"]
-        exprs = _defaults(cols, network_columns(dims))
-        port_bag = weighted_bag([w for _, w in PORTS])
-        proc_bag = weighted_bag([w for _, w in NET_PROCS])
-        port = pick([p for p, _ in PORTS], pick(port_bag, h(42, len(port_bag))))
-        con.execute(f"""
-            INSERT INTO "DeviceNetworkEvents" ({column_list(cols)})
-            SELECT {", ".join(exprs)}
-            FROM (SELECT *, {_timestamp(n, 40)} AS ts, CAST({port} AS INTEGER) AS port,
-                         {pick(proc_bag, h(43, len(proc_bag)))} AS np
-                  FROM (SELECT range AS i, {h(41, N_DEVICES, 'range')} AS d FROM range({n})))""")
+        _insert_network_events(con, tables["DeviceNetworkEvents"], max(rows // 5, 1), dims)
         took["DeviceNetworkEvents"] = time.perf_counter() - t0
     return took
 
@@ -836,7 +850,7 @@ MEMORY_QUERIES = [
 
 
 def _temp_bytes(db: Database) -> int:
-    row = db.backend.con.execute(
+    row = duck(db).execute(
         "SELECT coalesce(sum(size), 0) FROM duckdb_temporary_files()").fetchone()
     return int(row[0]) if row else 0
 
@@ -852,7 +866,7 @@ def memory_check(rows: int) -> dict[str, Any]:
         os.chdir(scratch)
         try:
             with huntsman.connect(memory_limit="2GiB") as db:
-                con = db.backend.con
+                con = duck(db)
                 out["temp_directory"] = con.execute(
                     "SELECT current_setting('temp_directory')").fetchone()[0]  # type: ignore[index]
                 try:
@@ -1008,7 +1022,7 @@ def benchmark(args: argparse.Namespace, qs: Sequence[Query]
     with huntsman.connect(threads=args.threads) as db:
         took = generate(db, args.rows)
         for table, seconds in took.items():
-            n = db.backend.con.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+            n = duck(db).execute(f'SELECT count(*) FROM "{table}"').fetchone()
             print(f"generated {table}: {n[0] if n else 0:,} rows in {seconds:.1f} s")
         checked = check(db, qs)
         results = {name: r for name, (r, _) in checked.items()}
