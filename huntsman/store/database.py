@@ -65,10 +65,15 @@ class QueryResult:
     @property
     def rows(self) -> list[tuple[Any, ...]]:
         if self._rows is None:
-            converters = [_py_converter(t) for _, t in self.columns]
-            cols = [self._raw.column(i).to_pylist() for i in range(self._raw.num_columns)]
-            self._rows = [tuple(conv(v) for conv, v in zip(converters, row, strict=True))
-                          for row in zip(*cols, strict=True)] if cols else []
+            # convert column by column, and only the types whose Python form differs
+            cols = []
+            for i, (_, t) in enumerate(self.columns):
+                values = self._raw.column(i).to_pylist()
+                if t in ("datetime", "timespan", "dynamic", "guid", "decimal"):
+                    conv = _py_converter(t)
+                    values = [conv(v) for v in values]
+                cols.append(values)
+            self._rows = list(zip(*cols, strict=True)) if cols else []
         return self._rows
 
     def to_dicts(self) -> list[dict[str, Any]]:
