@@ -306,9 +306,8 @@ class Parser:
             return A.TableRef(self.name(), pos=pos)
         raise self.unexpected("a table name or tabular expression")
 
-    def datatable(self) -> A.Datatable:
-        pos = self.tok.pos
-        self.advance()
+    def column_schema(self) -> list[tuple[str, str]]:
+        """``(Name:type, ...)``, as datatable and externaldata declare their columns."""
         self.expect("(")
         cols: list[tuple[str, str]] = []
         while not self.at(")"):
@@ -318,6 +317,12 @@ class Parser:
             if not self.accept(","):
                 break
         self.expect(")")
+        return cols
+
+    def datatable(self) -> A.Datatable:
+        pos = self.tok.pos
+        self.advance()
+        cols = self.column_schema()
         self.expect("[")
         values: list[A.Expr] = []
         while not self.at("]"):
@@ -470,15 +475,7 @@ class Parser:
     def externaldata(self) -> A.ExternalData:
         pos = self.tok.pos
         self.advance()
-        self.expect("(")
-        cols: list[tuple[str, str]] = []
-        while not self.at(")"):
-            cname = self.name("a column name")
-            self.expect(":")
-            cols.append((cname, self.type_name()))
-            if not self.accept(","):
-                break
-        self.expect(")")
+        cols = self.column_schema()
         if not cols:
             raise self.error("Syntax error: externaldata needs at least one column")
         self.expect("[")

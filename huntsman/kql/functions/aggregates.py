@@ -136,39 +136,38 @@ def _set_of(a: Arg, where: exp.Expr, distinct: bool) -> exp.Expr:
     return fn("list_distinct", flat) if distinct else flat
 
 
+def _collect(a: Args, distinct: bool, conditional: bool) -> exp.Expr:
+    """make_set/make_list (and their _if forms): values as a dynamic array, nulls ignored,
+    capped by the optional last argument."""
+    cond = _not_null(a[0])
+    if conditional:
+        cond = exp.And(this=cond, expression=a[1].sql)
+    values = _set_of(a[0], cond, distinct)
+    cap = 2 if conditional else 1
+    if len(a) > cap:
+        values = fn("list_slice", values, exp.Literal.number(1), a[cap].sql)
+    return _json_list(values)
+
+
 @register("make_set", "any long?", "dynamic", kind="aggregate", aliases=("makeset",))
 def _make_set(ctx: LowerContext, a: Args) -> exp.Expr:
     """Distinct values as a dynamic array (nulls ignored)."""
-    values = _set_of(a[0], _not_null(a[0]), True)
-    if len(a) > 1:
-        values = fn("list_slice", values, exp.Literal.number(1), a[1].sql)
-    return _json_list(values)
+    return _collect(a, distinct=True, conditional=False)
 
 
 @register("make_set_if", "any bool long?", "dynamic", kind="aggregate")
 def _make_set_if(ctx: LowerContext, a: Args) -> exp.Expr:
-    cond = exp.And(this=_not_null(a[0]), expression=a[1].sql)
-    values = _set_of(a[0], cond, True)
-    if len(a) > 2:
-        values = fn("list_slice", values, exp.Literal.number(1), a[2].sql)
-    return _json_list(values)
+    return _collect(a, distinct=True, conditional=True)
 
 
 @register("make_list", "any long?", "dynamic", kind="aggregate", aliases=("makelist",))
 def _make_list(ctx: LowerContext, a: Args) -> exp.Expr:
-    values = _set_of(a[0], _not_null(a[0]), False)
-    if len(a) > 1:
-        values = fn("list_slice", values, exp.Literal.number(1), a[1].sql)
-    return _json_list(values)
+    return _collect(a, distinct=False, conditional=False)
 
 
 @register("make_list_if", "any bool long?", "dynamic", kind="aggregate")
 def _make_list_if(ctx: LowerContext, a: Args) -> exp.Expr:
-    cond = exp.And(this=_not_null(a[0]), expression=a[1].sql)
-    values = _set_of(a[0], cond, False)
-    if len(a) > 2:
-        values = fn("list_slice", values, exp.Literal.number(1), a[2].sql)
-    return _json_list(values)
+    return _collect(a, distinct=False, conditional=True)
 
 
 @register("make_list_with_nulls", "any", "dynamic", kind="aggregate")
