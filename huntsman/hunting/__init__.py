@@ -1,0 +1,1 @@
+"""The hunting service: limits, resource usage, optimization hints, saved queries and functions."""

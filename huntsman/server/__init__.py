@@ -1,0 +1,1 @@
+"""The hunting server: a FastAPI app shaped like Defender's REST API (nothing imports it)."""

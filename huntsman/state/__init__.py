@@ -1,0 +1,1 @@
+"""Application state (tenants, users, apps, saved queries, functions, audit): SQLAlchemy + Alembic."""
