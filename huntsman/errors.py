@@ -73,3 +73,23 @@ class IngestError(HuntsmanError):
         if record is not None:
             where += f" at record {record}"
         super().__init__(f"{message}{where}")
+
+
+class QueryLimitError(QueryExecutionError):
+    """A query stopped at one of its limits (timeout, memory, quota); ``limit`` names which."""
+
+    kind = "QueryLimitError"
+
+    def __init__(self, message: str, limit: str, line: int = 0, column: int = 0,
+                 text: str | None = None):
+        self.limit = limit
+        super().__init__(message, line, column, text)
+
+    def to_dict(self) -> dict[str, object]:
+        return {**super().to_dict(), "limit": self.limit}
+
+
+class QueryTimeoutError(QueryLimitError):
+    """A query ran past its time limit and was cancelled."""
+
+    kind = "QueryTimeoutError"
