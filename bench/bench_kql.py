@@ -698,8 +698,68 @@ def sql_in(values: Sequence[str]) -> str:
     return "(" + ", ".join(sql_str(v) for v in values) + ")"
 
 
+def _ipv4_sql(column: str) -> str:
+    parts = [f"TRY_CAST(split_part({column}, '.', {k}) AS BIGINT) * {256 ** (4 - k)}"
+             for k in range(1, 5)]
+    return " + ".join(parts)
+
+
+def _breadth_queries() -> list[Query]:
+    """The wider language: make-series, mv-apply, parse, FileProfile(), geolocation."""
+    ps_days = ("SELECT \"DeviceName\", date_trunc('day', \"Timestamp\") AS d, count(*) AS c "
+               "FROM \"DeviceProcessEvents\" WHERE lower(\"FileName\") = 'powershell.exe' AND "
+               "\"Timestamp\" >= TIMESTAMP '2024-05-01' AND \"Timestamp\" < TIMESTAMP "
+               "'2024-05-31' GROUP BY 1, 2")
+    ip = _ipv4_sql('"RemoteIP"')
+    return [
+        Query("make_series",
+              'DeviceProcessEvents | where FileName =~ "powershell.exe" '
+              "| make-series Runs = count() default = 0 on Timestamp from datetime(2024-05-01) "
+              "to datetime(2024-05-31) step 1d by DeviceName",
+              f"WITH c AS ({ps_days}), g AS (SELECT DISTINCT \"DeviceName\" FROM c), "
+              "days AS (SELECT unnest(generate_series(TIMESTAMP '2024-05-01', "
+              "TIMESTAMP '2024-05-30', INTERVAL 1 DAY)) AS d) "
+              'SELECT g."DeviceName", list(coalesce(c.c, 0) ORDER BY days.d) AS "Runs", '
+              'list(days.d ORDER BY days.d) AS "Timestamp" FROM g CROSS JOIN days LEFT JOIN c '
+              'ON c."DeviceName" = g."DeviceName" AND c.d = days.d GROUP BY 1'),
+        Query("mv_apply_top1",
+              "DeviceProcessEvents | where isnotempty(AdditionalFields) "
+              "| mv-apply Tag = parse_json(AdditionalFields).Tags to typeof(string) "
+              "on (top 1 by Tag asc) | summarize count() by Tag",
+              'SELECT "Tag", count(*) AS "count_" FROM (SELECT list_min(json_extract_string('
+              "\"AdditionalFields\", '$.Tags[*]')) AS \"Tag\" FROM \"DeviceProcessEvents\" "
+              "WHERE \"AdditionalFields\" <> '') GROUP BY 1"),
+        Query("parse_path",
+              'DeviceProcessEvents | parse FolderPath with Drive ":\\\\" Top "\\\\" * '
+              "| summarize count() by Top",
+              "SELECT regexp_extract(\"FolderPath\", '^(.*?):\\\\(.*?)\\\\', 2) AS \"Top\", "
+              'count(*) AS "count_" FROM "DeviceProcessEvents" GROUP BY 1'),
+        Query("file_profile",
+              'DeviceProcessEvents | where FileName =~ "rundll32.exe" | distinct SHA1 '
+              "| invoke FileProfile()",
+              "WITH k AS (SELECT DISTINCT \"SHA1\" AS k FROM \"DeviceProcessEvents\" WHERE "
+              "lower(\"FileName\") = 'rundll32.exe'), p AS (SELECT \"SHA1\" AS k, "
+              'any_value("SHA256") AS sha256, any_value("MD5") AS md5, max("FileSize") AS size, '
+              'count(DISTINCT "DeviceId") AS prevalence, min("Timestamp") AS first_seen, '
+              'max("Timestamp") AS last_seen FROM "DeviceProcessEvents" WHERE "SHA1" IN '
+              "(SELECT k FROM k) GROUP BY 1) SELECT k.k AS \"SHA1\", p.* EXCLUDE (k) FROM k "
+              "LEFT JOIN p ON p.k = k.k"),
+        Query("geo_country",
+              "DeviceNetworkEvents | where RemotePort in (3389, 445, 135) and "
+              'RemoteIPType == "Public" '
+              "| extend Country = tostring(geo_info_from_ip_address(RemoteIP).country) "
+              "| summarize Connections = count() by Country",
+              f"WITH n AS (SELECT {ip} AS v FROM \"DeviceNetworkEvents\" "
+              "WHERE \"RemotePort\" IN (3389, 445, 135) AND \"RemoteIPType\" = 'Public') "
+              'SELECT g."country" AS "Country", count(*) AS "Connections" FROM n LEFT JOIN '
+              '"__geoip_v4" g ON g."block" = n.v >> 16 AND n.v BETWEEN g."start_ip" AND '
+              'g."end_ip" GROUP BY 1'),
+    ]
+
+
 def queries() -> list[Query]:
-    return _term_queries() + _filter_queries() + _summarize_queries() + _join_queries()
+    return (_term_queries() + _filter_queries() + _summarize_queries() + _join_queries()
+            + _breadth_queries())
 
 
 # ---------------------------------------------------------------- measurement

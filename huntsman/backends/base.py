@@ -12,8 +12,10 @@ import pyarrow as pa
 from huntsman.compiler.compiler import INGESTION_TIME, CompiledQuery, compile_kql
 from huntsman.compiler.external import ExternalInput
 from huntsman.errors import UnsupportedError
+from huntsman.kql.stored import StoredFunction
 
-__all__ = ["INGESTION_TIME", "Backend", "BatchCommit", "BatchWriter", "CompiledQuery"]
+__all__ = ["INGESTION_TIME", "Backend", "BatchCommit", "BatchWriter", "CompiledQuery",
+           "EngineProfile"]
 
 
 @dataclass
@@ -28,6 +30,24 @@ class BatchCommit:
     inserted: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)
     duplicate_batch: bool = False
+
+
+@dataclass
+class EngineProfile:
+    """What the engine reports about one query it ran (0 where it cannot tell).
+
+    ``cpu_time``: seconds of CPU the engine's threads spent on the query; ``rows_scanned``:
+    rows read from stored tables; ``bytes_scanned``: bytes of column data those scans read;
+    ``peak_memory``: the engine's peak buffer memory while the query ran, in bytes;
+    ``spilled``: peak bytes written to the temp (spill) directory; ``profiled``: whether
+    the engine's profiler was on (otherwise the other figures are 0)."""
+
+    cpu_time: float = 0.0
+    rows_scanned: int = 0
+    bytes_scanned: int = 0
+    peak_memory: int = 0
+    spilled: int = 0
+    profiled: bool = False
 
 
 class BatchWriter(ABC):
@@ -114,10 +134,16 @@ class Backend(ABC):
     external_loader: Callable[[ExternalInput], pa.Table] | None = None
     """Reads one externaldata input (set by the store, which owns coercion)."""
 
-    def compile(self, kql: str, now: object = None) -> CompiledQuery:
+    def compile(self, kql: str, now: object = None, *,
+                functions: Sequence[StoredFunction] | None = None,
+                window: tuple[datetime | None, datetime | None] | None = None) -> CompiledQuery:
+        """Compile KQL against this backend's tables; ``functions`` are the tenant's stored
+        functions (bound like ``let`` declarations before the query), ``window`` restricts
+        every stored table read to rows with ``Timestamp`` in ``[start, end)``."""
         tables = self.tables()
         return compile_kql(kql, tables.get, lambda: sorted(tables), now,  # type: ignore[arg-type]
-                           self.dialect, probe=self.probe, external_dirs=self.external_dirs)
+                           self.dialect, probe=self.probe, external_dirs=self.external_dirs,
+                           functions=functions, window=window)
 
     def external_views(self, compiled: CompiledQuery) -> dict[str, pa.Table]:
         if not compiled.external_inputs:
@@ -129,6 +155,16 @@ class Backend(ABC):
     def run(self, compiled: CompiledQuery) -> pa.Table:
         """Run a compiled query, loading its externaldata inputs first."""
         return self.execute(compiled.sql, self.external_views(compiled))
+
+    def run_measured(self, compiled: CompiledQuery, sql: str | None = None, *,
+                     timeout: float | None = None) -> tuple[pa.Table, EngineProfile]:
+        """Run a compiled query (or ``sql``, a rewrite of it such as a row cap) and measure it.
+
+        ``timeout`` seconds cancels the engine query and raises ``QueryTimeoutError``. This
+        default measures nothing and cannot cancel; engines override it (see DuckDB's)."""
+        if timeout is not None:
+            raise UnsupportedError(f"the {self.dialect} backend cannot enforce a query timeout")
+        return self.execute(sql or compiled.sql, self.external_views(compiled)), EngineProfile()
 
     def probe(self, compiled: CompiledQuery) -> list[tuple[object, ...]]:
         """Run a small query while compiling (bag_unpack/pivot discover their columns)."""

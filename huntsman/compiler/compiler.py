@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
+from huntsman.compiler.defender import INVOKE_FUNCTIONS, TABLE_FUNCTIONS
 from huntsman.compiler.parens import parenthesize
 from huntsman.compiler.scalar import ScalarCompiler
 from huntsman.compiler.scope import (
@@ -28,6 +29,7 @@ from huntsman.compiler.scope import (
     TabularBinding,
     unique_name,
 )
+from huntsman.compiler.stored import Source, StoredEnv
 from huntsman.errors import KqlError, KqlSemanticError, UnsupportedError
 from huntsman.kql import ast as A
 from huntsman.kql.functions import FUNCTIONS, default_result_name
@@ -46,6 +48,7 @@ from huntsman.kql.functions.sql import (
     s,
 )
 from huntsman.kql.parser import parse
+from huntsman.kql.stored import StoredFunction
 from huntsman.kql.types import DOTNET_TYPES, SQL_TYPES
 
 if TYPE_CHECKING:
@@ -87,8 +90,14 @@ class Compiler:
 
     def __init__(self, text: str, tables: TableLookup, table_names: Callable[[], list[str]],
                  now: datetime | None = None, dialect: str = "duckdb",
-                 probe: Probe | None = None, external_dirs: Sequence[str | PathLike[str]] = ()):
+                 probe: Probe | None = None, external_dirs: Sequence[str | PathLike[str]] = (),
+                 functions: Sequence[StoredFunction] | None = None,
+                 window: tuple[datetime | None, datetime | None] | None = None):
         self.text = text
+        self.functions = list(functions or ())
+        self.window = _naive_window(window)
+        self.sources: list[Source] = []  # stored functions parsed so far (see stored.py)
+        self.virtual_end = len(text) + 1  # where the next stored declaration is placed
         self.lookup_table = tables
         self.table_names = table_names
         self.now = (now or datetime.now(UTC)).replace(tzinfo=None)
@@ -113,18 +122,32 @@ class Compiler:
     # ------------------------------------------------------------ errors
 
     def position(self, pos: int | None) -> tuple[int, int]:
+        return self.locate(pos)[:2]
+
+    def locate(self, pos: int | None) -> tuple[int, int, str, str | None]:
+        """(line, column, text, stored function name or None) of a syntax-tree position: in
+        the query, or inside the body of the stored function it belongs to."""
         if pos is None:
-            return 0, 0
+            return 0, 0, self.text, None
+        if pos > len(self.text):
+            for src in self.sources:
+                if src.base <= pos <= src.end:
+                    line, column, text = src.locate(pos)
+                    return line, column, text, src.name
         line = self.text.count("\n", 0, pos) + 1
-        return line, pos - (self.text.rfind("\n", 0, pos) + 1) + 1
+        return line, pos - (self.text.rfind("\n", 0, pos) + 1) + 1, self.text, None
 
     def semantic_error(self, message: str, pos: int | None = None) -> KqlSemanticError:
-        line, column = self.position(pos)
-        return KqlSemanticError(message, line, column, self.text)
+        line, column, text, fn_name = self.locate(pos)
+        if fn_name is not None:
+            message = f"in function '{fn_name}': {message}"
+        return KqlSemanticError(message, line, column, text)
 
     def unsupported(self, message: str, node: Any = None) -> UnsupportedError:
-        line, column = self.position(getattr(node, "pos", None))
-        return UnsupportedError(message, line, column, self.text)
+        line, column, text, fn_name = self.locate(getattr(node, "pos", None))
+        if fn_name is not None:
+            message = f"in function '{fn_name}': {message}"
+        return UnsupportedError(message, line, column, text)
 
     def has_table(self, name: str) -> bool:
         return self.lookup_table(name) is not None
@@ -133,7 +156,7 @@ class Compiler:
 
     def compile(self) -> CompiledQuery:
         script = parse(self.text)
-        env = Env()
+        env = StoredEnv(self, self.functions).child() if self.functions else Env()
         last: A.Tabular | A.Expr | None = None
         for st in script.statements:
             if isinstance(st, A.QueryStatement):
@@ -197,7 +220,7 @@ class Compiler:
             name = v.name
             b = env.lookup(name)
             is_tab = isinstance(b, (TabularBinding, RelBinding)) or (
-                b is None and self.has_table(name)) or (
+                b is None and (self.has_table(name) or name in TABLE_FUNCTIONS)) or (
                 isinstance(b, FunctionBinding) and self.function_is_tabular(b))
             if isinstance(v, A.TableRef) and "*" in name:
                 is_tab = True
@@ -244,7 +267,7 @@ class Compiler:
             return True
         if isinstance(q, A.TabularCall):
             return q.name in FUNCTIONS
-        return not self.has_table(q.name)
+        return not self.has_table(q.name) and q.name not in TABLE_FUNCTIONS
 
     def bind_function_args(self, name: str, b: FunctionBinding, args: list[A.Expr],
                            caller: ScalarCompiler | None, node: Any,
@@ -393,12 +416,40 @@ class Compiler:
                 f"Failed to resolve table or column expression named '{name}'", node.pos)
         self.used_tables.append(name)
         physical = {c.lower() for c, _ in cols} | {INGESTION_TIME}
-        return Rel(name, [Col(c, t, c) for c, t in cols], physical)
+        rel = Rel(name, [Col(c, t, c) for c, t in cols], physical)
+        return self.apply_window(rel)
+
+    def apply_window(self, rel: Rel) -> Rel:
+        """A stored table read under the query's time window: its rows with ``Timestamp`` in
+        ``[start, end)`` (a plain filter on the scan, so zone maps still prune)."""
+        if self.window is None:
+            return rel
+        ts = rel.col("Timestamp")
+        if ts is None or ts.type != "datetime":
+            return rel
+        start, end = self.window
+        conds: list[exp.Expr] = []
+        if start is not None:
+            conds.append(exp.GTE(this=col(ts.sql), expression=literal(start, "datetime")))
+        if end is not None:
+            conds.append(exp.LT(this=col(ts.sql), expression=literal(end, "datetime")))
+        if not conds:
+            return rel
+        sel = exp.select(exp.Star()).from_(self.src(rel), copy=False).where(
+            exp.and_(*conds), copy=False)
+        out = self.add(sel, rel.cols, rel, rel.physical)
+        out.alias = rel.source  # union/search label the rows with the table's name
+        return out
 
     def visit_TabularCall(self, node: A.TabularCall, env: Env) -> Rel:
         b = env.lookup(node.name)
         if isinstance(b, FunctionBinding):
             return self.call_tabular_function(node.name, b, node.args, node, caller_env=env)
+        if b is None and node.name in TABLE_FUNCTIONS:
+            return TABLE_FUNCTIONS[node.name](self, node, env)
+        if b is None and node.name in INVOKE_FUNCTIONS:
+            raise self.semantic_error(f"'{node.name}' enriches the rows of a query: use it as "
+                                      f"'| invoke {node.name}(...)'", node.pos)
         if node.name in FUNCTIONS:
             raise self.semantic_error(f"'{node.name}' is a scalar function, not a table",
                                       node.pos)
@@ -972,7 +1023,12 @@ class Compiler:
 
     def visit_Invoke(self, rel: Rel, op: A.Invoke, env: Env) -> Rel:
         b = env.lookup(op.name)
+        if b is None and op.name in INVOKE_FUNCTIONS:
+            return INVOKE_FUNCTIONS[op.name](self, rel, op, env)
         if not isinstance(b, FunctionBinding):
+            if op.name in TABLE_FUNCTIONS:
+                raise self.semantic_error(f"'{op.name}' returns a table of its own: call it as "
+                                          f"{op.name}(...), not with invoke", op.pos)
             raise self.semantic_error(f"Unknown function: '{op.name}'", op.pos)
         return self.call_tabular_function(op.name, b, op.args, op, input_rel=rel,
                                           caller_env=env)
@@ -1118,13 +1174,42 @@ def string_safe(a: Arg) -> exp.Expr:
     return coalesce(a.sql, s("")) if a.type == "string" else a.sql
 
 
+def _naive_window(window: tuple[datetime | None, datetime | None] | None
+                  ) -> tuple[datetime | None, datetime | None] | None:
+    """The time window in naive UTC (how datetimes are stored); None when fully open."""
+    if window is None:
+        return None
+    if len(window) != 2:
+        raise ValueError("window must be a (start, end) pair")
+    out: list[datetime | None] = []
+    for d in window:
+        if d is not None and not isinstance(d, datetime):
+            raise TypeError(f"window bounds must be datetimes or None, not {type(d).__name__}")
+        out.append(d.astimezone(UTC).replace(tzinfo=None) if d is not None and d.tzinfo
+                   else d)
+    if out[0] is None and out[1] is None:
+        return None
+    return out[0], out[1]
+
+
 def compile_kql(text: str, tables: TableLookup | None = None,
                 table_names: Callable[[], list[str]] | None = None,
                 now: datetime | None = None, dialect: str = "duckdb", *,
                 probe: Probe | None = None,
-                external_dirs: Sequence[str | PathLike[str]] = ()) -> CompiledQuery:
+                external_dirs: Sequence[str | PathLike[str]] = (),
+                functions: Sequence[StoredFunction] | None = None,
+                window: tuple[datetime | None, datetime | None] | None = None) -> CompiledQuery:
     """Compile KQL text to SQL. ``tables`` resolves table names to ``[(column, type)]``;
-    ``probe`` and ``external_dirs`` are described on :class:`Compiler`."""
+    ``probe`` and ``external_dirs`` are described on :class:`Compiler`. ``functions`` are
+    stored functions, bound like ``let`` functions declared before the query (the query's own
+    ``let`` shadows them); ``window=(start, end)`` keeps, in every stored table the query
+    reads, only rows whose ``Timestamp`` is in ``[start, end)`` (None: open on that side).
+
+    >>> from huntsman.kql.stored import StoredFunction
+    >>> twice = StoredFunction("Twice", "x * 2", (("x", "long", None),))
+    >>> compile_kql("print y = Twice(21)", functions=[twice]).columns
+    [('y', 'long')]
+    """
     from huntsman.schema import catalog
 
     def builtin(name: str) -> list[tuple[str, str]] | None:
@@ -1133,7 +1218,7 @@ def compile_kql(text: str, tables: TableLookup | None = None,
 
     try:
         return Compiler(text, tables or builtin, table_names or catalog().names, now,
-                        dialect, probe, external_dirs).compile()
+                        dialect, probe, external_dirs, functions, window).compile()
     except RecursionError:
         raise KqlSemanticError("The query is nested too deeply", 1, 1, text) from None
 

@@ -44,6 +44,24 @@ def _as_list(v: exp.Expr, bagexpansion: str) -> exp.Expr:
     return coalesce(cast(v.copy(), "JSON[]", safe=True), other)
 
 
+def _text_fast_path(a: Arg) -> exp.Expr:
+    """For ``to typeof(string)``: an array's elements as text in one pass, with a ``[*]`` path
+    on the value's own JSON root (``json_extract_string(Fields, '$.Tags[*]')``, no
+    intermediate JSON value and no cast per element). Empty for anything but a non-empty
+    array."""
+    root, path = a.json if a.json is not None else (a.sql, "$")
+    return fn("json_extract_string", root.copy(), s(path + "[*]"))
+
+
+def _as_text_list(fast: exp.Expr, v: exp.Expr, bagexpansion: str) -> exp.Expr:
+    """The elements as text: the fast path's (a column computed one step earlier, so that it
+    is evaluated once) unless it is empty; then the general path, element by element (a bag,
+    a scalar, null, an empty array)."""
+    slow = fn("list_transform", _as_list(v, bagexpansion), lambda_(
+        ["x"], fn("json_extract_string", exp.column("x"), s("$"))))
+    return case([(exp.GT(this=fn("len", fast), expression=n(0)), fast.copy())], slow)
+
+
 def compile_mv_expand(c: Compiler, rel: Rel, op: A.MvExpand, env: Env) -> Rel:
     sc = ScalarCompiler(c, rel, env)
     cols = list(rel.cols)
@@ -51,6 +69,7 @@ def compile_mv_expand(c: Compiler, rel: Rel, op: A.MvExpand, env: Env) -> Rel:
     lists: list[tuple[str, exp.Expr]] = []
     targets: list[tuple[int | None, str, str | None]] = []  # (index in cols, name, to-type)
     limit = sc.compile(op.limit).sql if op.limit is not None else None
+    pre: list[exp.Expr] = []  # fast-path lists, one step before the unnest
     for ne, to_type in op.columns:
         a = sc.compile(ne.expr)
         if ne.names:
@@ -63,13 +82,21 @@ def compile_mv_expand(c: Compiler, rel: Rel, op: A.MvExpand, env: Env) -> Rel:
             raise c.semantic_error(f"mv-expand: '{name}' is of type {a.type}; it expands only "
                                    f"dynamic arrays or property bags", ne.pos)
         v = json_value(a)
-        lst = _as_list(v, op.bagexpansion)
+        if to_type == "string":
+            fast = c.namer.physical("__mvtext", taken)
+            pre.append(alias(_text_fast_path(a), fast))
+            lst = _as_text_list(col(fast), v, op.bagexpansion)
+        else:
+            lst = _as_list(v, op.bagexpansion)
         if limit is not None:
             lst = fn("list_slice", lst, n(1), limit)
         phys = c.namer.physical(name, taken)
         lists.append((phys, lst))
         idx = next((i for i, x in enumerate(cols) if x.name == name), None)
         targets.append((idx, name, to_type))
+    if pre:
+        rel = c.add(exp.select(exp.Star(), *pre).from_(c.src(rel), copy=False), cols, rel,
+                    set(taken))
     sels: list[exp.Expr] = [exp.Star()]
     for phys, lst in lists:
         sels.append(alias(fn("unnest", lst), phys))
@@ -87,7 +114,11 @@ def compile_mv_expand(c: Compiler, rel: Rel, op: A.MvExpand, env: Env) -> Rel:
     for (phys, _), (idx, name, to_type) in zip(lists, targets, strict=True):
         t = to_type or "dynamic"
         raw = Arg(col(phys), "dynamic")
-        if t == "dynamic":
+        if t == "string":  # already text (see _as_text_list)
+            cphys = c.namer.physical(name, taken)
+            conv.append(alias(coalesce(col(phys), s("")), cphys))
+            new = Col(name, t, cphys)
+        elif t == "dynamic":
             new = Col(name, "dynamic", phys)
         else:
             cphys = c.namer.physical(name, taken)
@@ -125,6 +156,8 @@ def parse_regex(op: A.ParseOp) -> tuple[str, list[tuple[str, str]]]:
         if isinstance(p, str):
             parts.append(p if op.kind == "regex" else re.escape(p))
         elif p[0] == "*":
+            if last and op.kind != "regex":
+                continue  # the match is not anchored at the end: a final ".*" only costs time
             parts.append(".*?" if not last else ".*")
         else:
             _, name, t = p
@@ -160,8 +193,12 @@ def compile_parse(c: Compiler, rel: Rel, op: A.ParseOp, env: Env) -> Rel:
     group_names = [f"g{i}" for i in range(len(captures))]
     struct_phys = c.namer.physical("__parsed", taken)
     matched_phys = c.namer.physical("__matched", taken)
-    sels0: list[exp.Expr] = [exp.Star(), alias(fn("regexp_matches", text, s(regex)),
-                                               matched_phys)]
+    # regexp_extract gives "" for every group of a text that does not match: with only string
+    # captures (and no parse-where) the match flag is not needed, and the regex runs once
+    need_flag = op.where or any(t != "string" for _, t in captures)
+    sels0: list[exp.Expr] = [exp.Star()]
+    if need_flag:
+        sels0.append(alias(fn("regexp_matches", text, s(regex)), matched_phys))
     if captures:
         sels0.append(alias(fn("regexp_extract", text.copy(), s(regex),
                               exp.Array(expressions=[s(g) for g in group_names])), struct_phys))
@@ -188,7 +225,7 @@ def compile_parse(c: Compiler, rel: Rel, op: A.ParseOp, env: Env) -> Rel:
     for (name, t), g in zip(captures, group_names, strict=True):
         if t == "string":
             raw = fn("struct_extract", col(struct_phys), s(g))
-            v: exp.Expr = case([(ok.copy(), raw)], s(""))
+            v: exp.Expr = case([(ok.copy(), raw)], s("")) if need_flag else coalesce(raw, s(""))
         else:
             v = case([(ok.copy(), col(typed[g]))], cast(exp.Null(), _sql_type(t)))
         phys = c.namer.physical(name, taken)

@@ -43,16 +43,7 @@ if TYPE_CHECKING:
     from huntsman.compiler.compiler import Compiler
 
 TERM = r"[^\pL\pN]"
-UNSUPPORTED_FUNCTIONS = {
-    "series_outliers": "Kusto scores outliers with a custom variant of Tukey's test ('ctukey') "
-                       "whose exact percentile and scoring rules are not published, so its "
-                       "results cannot be reproduced faithfully",
-    "series_decompose_anomalies": "it depends on Kusto's seasonality detection, trend fitting "
-                                  "and outlier scoring, whose exact algorithms are not "
-                                  "published",
-    "series_decompose": "Kusto's seasonality and trend decomposition is not published",
-    "series_decompose_forecast": "Kusto's seasonality and trend decomposition is not published",
-}
+UNSUPPORTED_FUNCTIONS: dict[str, str] = {}
 """Functions refused by name, with the reason (rather than 'Unknown function')."""
 
 STAR_OPS = {"has", "!has", "has_cs", "!has_cs", "hasprefix", "!hasprefix", "hasprefix_cs",

@@ -132,7 +132,13 @@ class Env:
         while env is not None:
             if name in env.names:
                 return env.names[name]
+            if env.parent is None:
+                return env.resolve(name)
             env = env.parent
+        return None
+
+    def resolve(self, name: str) -> Binding | None:
+        """The outermost scope's fallback for a name no ``let`` binds (stored functions)."""
         return None
 
     def child(self) -> Env:

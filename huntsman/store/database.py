@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,17 +16,22 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
+import sqlglot
+from sqlglot import exp
 
 from huntsman.backends.base import Backend
 from huntsman.backends.duckdb import DuckDBBackend
-from huntsman.errors import HuntsmanError, IngestError, QueryExecutionError
+from huntsman.errors import HuntsmanError, IngestError, QueryExecutionError, QueryTimeoutError
 from huntsman.schema import catalog, normalize_type
 from huntsman.store.external import load_external
 from huntsman.store.ingest import IngestReport, OnError
 from huntsman.store.ingest import ingest as ingest_data
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from huntsman.compiler.compiler import CompiledQuery
+    from huntsman.kql.stored import StoredFunction
 
 DEFAULT_TENANT = "default"
 DEFAULT_RETENTION_DAYS = 180
@@ -36,23 +41,55 @@ _RETENTION_KEY = "retention:"
 
 @dataclass
 class QueryStats:
-    elapsed: float = 0.0  # seconds, end to end
+    """What one query cost. Times are seconds, sizes bytes.
+
+    ``elapsed`` end to end, ``compile_time`` KQL to SQL, ``execute_time`` the engine run and
+    fetch; ``cpu_time`` the CPU the query consumed: the compiling thread's CPU plus the
+    engine's. DuckDB runs a query on worker threads of its own, so the calling thread's
+    clock misses nearly all of it; the engine's part is the whole process's CPU over the
+    run, which is exact for a query running alone but also counts queries running at the
+    same time, capped by the profiler's operator time summed over threads (which counts
+    only this query but includes time its threads waited for a core): the lesser of two
+    over-estimates. ``rows`` returned (at most the
+    row cap), ``bytes`` of the returned Arrow data; ``rows_scanned`` read from stored tables
+    and ``bytes_scanned`` of column data those scans produced (uncompressed); ``peak_memory``
+    the engine's peak buffer memory during the query (shared with queries running at the
+    same time) and ``spilled`` the peak written to its temp directory; ``profiled`` says
+    whether the engine's profiler supplied those figures (0 otherwise). ``sql`` is the SQL
+    that ran, ``tables`` the stored tables read; ``truncated`` whether the row cap cut rows.
+    """
+
+    elapsed: float = 0.0
     compile_time: float = 0.0
     execute_time: float = 0.0
+    cpu_time: float = 0.0
     rows: int = 0
     bytes: int = 0
+    rows_scanned: int = 0
+    bytes_scanned: int = 0
+    peak_memory: int = 0
+    spilled: int = 0
+    profiled: bool = False
+    truncated: bool = False
     sql: str = ""
     tables: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as JSON-ready values."""
+        return asdict(self)
 
 
 class QueryResult:
     """A query's result: Kusto-typed columns and rows (datetimes are timezone-aware UTC)."""
 
-    def __init__(self, table: pa.Table, compiled: CompiledQuery, stats: QueryStats):
+    def __init__(self, table: pa.Table, compiled: CompiledQuery, stats: QueryStats,
+                 truncated: bool = False):
         self.columns: list[tuple[str, str]] = compiled.columns
         self.render = compiled.render
         self.stats = stats
         self.sql = compiled.sql
+        self.truncated = truncated
+        """True when the row cap (``max_rows``) cut the result: more rows existed."""
         self._raw = table.rename_columns([c for c, _ in compiled.columns])
         self._rows: list[tuple[Any, ...]] | None = None
 
@@ -229,23 +266,71 @@ class Database:
 
     # ------------------------------------------------------------ queries
 
-    def compile(self, kql: str, now: datetime | None = None) -> CompiledQuery:
-        return self.backend.compile(kql, now)
+    def compile(self, kql: str, now: datetime | None = None, *,
+                functions: Sequence[StoredFunction] | None = None,
+                window: tuple[datetime | None, datetime | None] | None = None) -> CompiledQuery:
+        """Compile KQL to the backend's SQL. ``functions``: stored functions bound before the
+        query like ``let`` declarations; ``window=(start, end)``: every stored table read is
+        restricted to rows whose ``Timestamp`` is in ``[start, end)`` (None = open)."""
+        return self.backend.compile(kql, now, functions=functions, window=window)
 
-    def query(self, kql: str, now: datetime | None = None) -> QueryResult:
-        """Run a KQL query and return its result."""
-        t0 = time.perf_counter()
-        compiled = self.compile(kql, now)
+    def query(self, kql: str, now: datetime | None = None, *,
+              functions: Sequence[StoredFunction] | None = None,
+              window: tuple[datetime | None, datetime | None] | None = None,
+              timeout: float | None = None, max_rows: int | None = None) -> QueryResult:
+        """Run a KQL query and return its result, with what it cost in ``result.stats``.
+
+        ``functions`` and ``window`` are passed to :meth:`compile`. ``timeout`` seconds (for
+        compiling and running) cancels the engine's query and raises
+        :class:`~huntsman.errors.QueryTimeoutError`; ``max_rows`` caps the rows returned
+        (the engine stops after ``max_rows + 1``) and sets ``result.truncated`` when more
+        existed. Safe to call from several threads at once.
+
+        >>> db = Database()
+        >>> r = db.query("range x from 1 to 10 step 1 | sort by x desc", max_rows=3)
+        >>> r.rows, r.truncated, r.stats.rows
+        ([(10,), (9,), (8,)], True, 3)
+        """
+        if timeout is not None and not timeout > 0:
+            raise HuntsmanError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        if max_rows is not None and (isinstance(max_rows, bool) or not isinstance(max_rows, int)
+                                     or max_rows < 0):
+            raise HuntsmanError(f"max_rows must be a whole number >= 0, not {max_rows!r}")
+        t0, thread0 = time.perf_counter(), time.thread_time()
+        compiled = self.compile(kql, now, functions=functions, window=window)
+        compile_cpu = time.thread_time() - thread0
         t1 = time.perf_counter()
+        sql = compiled.sql if max_rows is None else _capped_sql(compiled, max_rows + 1,
+                                                                self.backend.dialect)
+        remaining = None if timeout is None else timeout - (t1 - t0)
+        if remaining is not None and remaining <= 0:
+            raise QueryTimeoutError(f"The query was cancelled after compiling for longer than "
+                                    f"its time limit of {timeout:g} seconds", "timeout")
+        cpu1 = time.process_time()
         try:
-            table = self.backend.run(compiled)
+            table, profile = self.backend.run_measured(compiled, sql, timeout=remaining)
+        except QueryTimeoutError:
+            raise QueryTimeoutError(
+                f"The query was cancelled after running longer than its time limit of "
+                f"{timeout:g} seconds; narrow it with a time filter, fewer rows or columns, "
+                f"or summarize earlier", "timeout") from None
         except duckdb.Error as e:
             raise QueryExecutionError(_engine_message(e)) from None
-        t2 = time.perf_counter()
+        t2, cpu2 = time.perf_counter(), time.process_time()
+        truncated = max_rows is not None and table.num_rows > max_rows
+        if truncated:
+            table = table.slice(0, max_rows)
+        engine_cpu = cpu2 - cpu1
+        if profile.profiled:
+            engine_cpu = min(engine_cpu, profile.cpu_time)
         stats = QueryStats(elapsed=t2 - t0, compile_time=t1 - t0, execute_time=t2 - t1,
-                           rows=table.num_rows, bytes=table.nbytes, sql=compiled.sql,
+                           cpu_time=compile_cpu + engine_cpu, rows=table.num_rows, bytes=table.nbytes,
+                           rows_scanned=profile.rows_scanned,
+                           bytes_scanned=profile.bytes_scanned,
+                           peak_memory=profile.peak_memory, spilled=profile.spilled,
+                           profiled=profile.profiled, truncated=truncated, sql=sql,
                            tables=compiled.tables)
-        return QueryResult(table, compiled, stats)
+        return QueryResult(table, compiled, stats, truncated)
 
     def close(self) -> None:
         self.backend.close()
@@ -255,6 +340,29 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _capped_sql(compiled: CompiledQuery, limit: int, dialect: str) -> str:
+    """The query's SQL with ``LIMIT limit`` on its outer SELECT.
+
+    The outer SELECT of a compiled query only projects (and orders) its last step, so the
+    limit comes after its ORDER BY and keeps the order; a query that already has a LIMIT
+    there keeps the smaller of the two."""
+    select = compiled.expression
+    if not isinstance(select, exp.Select):
+        parsed = sqlglot.parse_one(compiled.sql, dialect=dialect)
+        inner = exp.Subquery(this=parsed, alias=exp.TableAlias(this=exp.to_identifier("q")))
+        return exp.select("*").from_(inner).limit(limit).sql(dialect=dialect)
+    select = select.copy()
+    existing = select.args.get("limit")
+    if existing is not None:
+        current = existing.expression if isinstance(existing, exp.Limit) else None
+        if isinstance(current, exp.Literal) and current.is_int:
+            limit = min(limit, int(current.this))
+        else:
+            inner = exp.Subquery(this=select, alias=exp.TableAlias(this=exp.to_identifier("q")))
+            return exp.select("*").from_(inner).limit(limit).sql(dialect=dialect)
+    return select.limit(limit, copy=False).sql(dialect=dialect)
 
 
 def _engine_message(e: Exception) -> str:

@@ -5,26 +5,39 @@ compiled query can reach nothing but the tables of its own database. Writes go t
 connection under a lock, each batch in one transaction; queries run on cursors of their own,
 so that neither ingestion nor retention blocks them (DuckDB's MVCC gives each a snapshot).
 
+Queries run on a pool of connections opened (and given DuckDB's profiler, which is a
+per-connection setting) before the configuration is locked; each call takes one, so several
+threads may query at once, and a timer interrupts that connection when a query overruns its
+timeout. DuckDB spills to ``<data dir>/.tmp/<store name>`` (a private temporary directory
+for an in-memory store), never into the current directory.
+
 Large batches are stored in ``Timestamp`` order so that DuckDB's zone maps (min/max per row
 group) let ``Timestamp > ago(...)`` skip the row groups that are out of range.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
+import shutil
+import tempfile
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from huntsman.backends.base import Backend, BatchCommit, BatchWriter
-from huntsman.compiler.compiler import INGESTION_TIME
-from huntsman.errors import HuntsmanError
+from huntsman.backends.base import Backend, BatchCommit, BatchWriter, EngineProfile
+from huntsman.backends.duckdb.udfs import register_udfs
+from huntsman.compiler.compiler import INGESTION_TIME, CompiledQuery
+from huntsman.errors import HuntsmanError, QueryTimeoutError
 from huntsman.kql.functions.network import GEOIP_TABLE, load_geoip_table
 from huntsman.kql.types import SQL_TYPES
 
@@ -33,6 +46,10 @@ _BATCHES_TABLE = "__huntsman_batches"
 _META_TABLE = "__huntsman_meta"
 ROW_GROUP_SIZE = 122_880
 """DuckDB's row-group size: zone maps prune whole row groups, so larger batches are sorted."""
+QUERY_CONNECTIONS = 8
+"""Connections in the query pool: this many queries run at once, later callers wait."""
+PROFILER_SETTINGS = ("SET enable_profiling = 'no_output'", "SET profiling_coverage = 'SELECT'")
+"""Per-connection profiler settings of the query pool (figures read back per query)."""
 
 
 def _q(name: str) -> str:
@@ -50,7 +67,19 @@ class DuckDBBackend(Backend):
     dialect = "duckdb"
 
     def __init__(self, path: str | Path | None = None, *, memory_limit: str | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, profile: bool = True,
+                 query_connections: int = QUERY_CONNECTIONS):
+        """``profile``: measure every query with DuckDB's profiler (rows and bytes scanned,
+        engine CPU, peak memory); ``query_connections``: how many queries may run at once."""
+        self.path = str(path) if path else ":memory:"
+        self._own_temp: str | None = None
+        if path:
+            p = Path(path)
+            spill = p.parent / ".tmp"
+            spill.mkdir(parents=True, exist_ok=True)  # DuckDB creates only the last level
+            temp_dir = str(spill / p.stem)
+        else:
+            temp_dir = self._own_temp = tempfile.mkdtemp(prefix="huntsman-spill-")
         config: dict[str, object] = {
             "enable_external_access": False,
             "autoinstall_known_extensions": False,
@@ -58,24 +87,44 @@ class DuckDBBackend(Backend):
             "python_enable_replacements": False,
             "error_on_division_by_zero": False,
             "preserve_insertion_order": True,
+            "temp_directory": temp_dir,
         }
         if memory_limit:
             config["memory_limit"] = memory_limit
         if threads:
             config["threads"] = threads
-        self.path = str(path) if path else ":memory:"
-        self.con = duckdb.connect(self.path, config=config)  # type: ignore[arg-type]
+        try:
+            self.con = duckdb.connect(self.path, config=config)  # type: ignore[arg-type]
+        except duckdb.Error as e:
+            if "temp_directory" not in str(e) and "different configuration" not in str(e):
+                raise
+            # the same file opened again in this process: DuckDB shares its (locked) instance
+            config.pop("temp_directory")
+            self.con = duckdb.connect(self.path, config=config)  # type: ignore[arg-type]
+        register_udfs(self.con)  # parse_xml, parse_user_agent, series_outliers... (udfs.py)
+        self.profiled = False
+        self._pool: queue.LifoQueue[duckdb.DuckDBPyConnection] = queue.LifoQueue()
         # datetimes are UTC whatever the machine's zone; then nothing can be changed any more
         try:
             self.con.execute("SET GLOBAL TimeZone = 'UTC'")
             self.con.execute("SET enable_progress_bar = false")
+            for _ in range(max(1, query_connections)):
+                cur = self.con.cursor()
+                for setting in PROFILER_SETTINGS if profile else ():
+                    cur.execute(setting)
+                self._pool.put(cur)
+            self.profiled = profile
             self.con.execute("SET lock_configuration = true")
         except duckdb.Error:
-            # the same file opened again in this process shares the locked instance
+            # the same file opened again in this process shares the locked instance: its
+            # connections cannot be given the profiler any more
             row = self.con.execute("SELECT current_setting('TimeZone'), "
                                    "current_setting('lock_configuration')").fetchone()
             if row is None or row[0] != "UTC" or not row[1]:
                 raise
+            self.profiled = False
+            while self._pool.qsize() < max(1, query_connections):
+                self._pool.put(self.con.cursor())
         self.lock = threading.RLock()
         self.con.execute(f"CREATE TABLE IF NOT EXISTS {_q(_CATALOG_TABLE)} (tbl VARCHAR, "
                          f"ord INTEGER, name VARCHAR, ktype VARCHAR)")
@@ -142,6 +191,9 @@ class DuckDBBackend(Backend):
         if data.num_rows == 0:
             return 0
         types = dict(cols)
+        key = [k for k in (keys or ()) if k in types and k in data.column_names]
+        if key:
+            data = _first_per_key(data, key, types)
         if (data.num_rows >= ROW_GROUP_SIZE and types.get("Timestamp") == "datetime"
                 and "Timestamp" in data.column_names):
             data = _sorted_by_time(data)
@@ -157,7 +209,6 @@ class DuckDBBackend(Backend):
                 else f"b.{_q(c)}" for c, t in cols)
             targets = ", ".join(_q(c) for c, _ in cols)
             where = ""
-            key = [k for k in (keys or ()) if k in types and k in data.column_names]
             if key:
                 where = self._dedup_clause(name, data, key, types)
             res = self.con.execute(f"INSERT INTO {_q(name)} ({targets}) SELECT {select} "
@@ -169,8 +220,7 @@ class DuckDBBackend(Backend):
     def _dedup_clause(self, name: str, data: pa.Table, key: list[str],
                       types: dict[str, str]) -> str:
         """Skip rows whose key is already stored (by an earlier batch or an earlier insert of
-        this one). Rows repeated within one insert are kept: checking that costs as much as
-        the insert itself, and a re-sent batch is what the check is for."""
+        this one); rows repeated within one insert were dropped by :func:`_first_per_key`."""
         present = " AND ".join(f"b.{_q(k)} IS NOT NULL" + (
             f" AND b.{_q(k)} <> ''" if types[k] == "string" else "") for k in key)
         match = " AND ".join(f"t.{_q(k)} = b.{_q(k)}" for k in key)
@@ -238,6 +288,44 @@ class DuckDBBackend(Backend):
         finally:
             cur.close()
 
+    def run_measured(self, compiled: CompiledQuery, sql: str | None = None, *,
+                     timeout: float | None = None) -> tuple[pa.Table, EngineProfile]:
+        """Run on a pooled connection, read its profile back, and interrupt it past ``timeout``
+        seconds (raising :class:`QueryTimeoutError`; the connection stays usable)."""
+        sql = sql or compiled.sql
+        if GEOIP_TABLE in sql:
+            self._ensure_geoip()
+        views = self.external_views(compiled)
+        started = time.perf_counter()
+        try:
+            con = self._pool.get(timeout=timeout)
+        except queue.Empty:
+            raise QueryTimeoutError(
+                f"The query waited longer than its time limit of {_seconds(timeout)} for a "
+                f"free connection (too many queries at once); try again", "timeout") from None
+        try:
+            for name, table in views.items():
+                con.register(name, table)
+            guard = _Deadline(con, None if timeout is None
+                              else timeout - (time.perf_counter() - started))
+            try:
+                with guard:
+                    result = con.sql(sql).to_arrow_table()
+            except duckdb.InterruptException:
+                if not guard.fired:
+                    raise
+                raise QueryTimeoutError(
+                    f"The query was cancelled after running longer than its time limit of "
+                    f"{_seconds(timeout)}; narrow it with a time filter, fewer rows or "
+                    f"columns, or summarize earlier", "timeout") from None
+            profile = _read_profile(con) if self.profiled else EngineProfile()
+            return result, profile
+        finally:
+            for name in views:
+                with contextlib.suppress(duckdb.Error):
+                    con.unregister(name)
+            self._pool.put(con)
+
     def _ensure_geoip(self) -> None:
         """geo_info_from_ip_address() reads a table of IP ranges, built from the bundled DB-IP
         database on first use (cached as Arrow under $HUNTSMAN_CACHE_DIR or ~/.cache)."""
@@ -249,7 +337,80 @@ class DuckDBBackend(Backend):
             self._geoip_ready = True
 
     def close(self) -> None:
+        while not self._pool.empty():
+            self._pool.get_nowait().close()
         self.con.close()
+        if self._own_temp:
+            shutil.rmtree(self._own_temp, ignore_errors=True)
+
+
+class _Deadline:
+    """Interrupts a connection's running query once ``seconds`` have passed (None: never).
+
+    ``fired`` tells an interruption by the deadline from any other; an interrupt that comes
+    after the query finished is not sent (and would be harmless: DuckDB clears it)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, seconds: float | None):
+        self.con = con
+        self.seconds = seconds
+        self.fired = False
+        self._running = False
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._running:
+                self.fired = True
+                self.con.interrupt()
+
+    def __enter__(self) -> _Deadline:
+        self._running = True
+        if self.seconds is not None:
+            if self.seconds <= 0:
+                self._fire()
+            else:
+                self._timer = threading.Timer(self.seconds, self._fire)
+                self._timer.daemon = True
+                self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._running = False
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "none"
+    return f"{value:g} second{'' if value == 1 else 's'}"
+
+
+def _read_profile(con: duckdb.DuckDBPyConnection) -> EngineProfile:
+    """The figures of the connection's last query, from DuckDB's profiler (JSON)."""
+    try:
+        info = json.loads(con.get_profiling_information())
+    except (duckdb.Error, ValueError):
+        return EngineProfile()
+    q = info.get("query") or {}
+    system = info.get("system") or {}
+    scanned = 0
+    stack = list(info.get("operator") or [])
+    while stack:
+        node = stack.pop()
+        # scans of stored tables only (not range/datatable/externaldata sources)
+        if node.get("type") == "TABLE_SCAN" and "Table" in (node.get("extra_info") or {}):
+            scanned += int(node.get("intermediate_size_bytes") or 0)
+        stack.extend(node.get("children") or [])
+    return EngineProfile(
+        cpu_time=float(q.get("cpu_time") or 0.0),
+        rows_scanned=int(q.get("total_rows_scanned") or 0),
+        bytes_scanned=scanned,
+        peak_memory=int(system.get("peak_buffer_memory") or 0),
+        spilled=int(system.get("peak_temp_dir_size") or 0),
+        profiled=True)
 
 
 class _DuckDBBatch(BatchWriter):
@@ -306,6 +467,39 @@ class _DuckDBBatch(BatchWriter):
     def _end(self) -> None:
         self.open = False
         self.backend.lock.release()
+
+
+def _first_per_key(data: pa.Table, key: Sequence[str], types: Mapping[str, str]) -> pa.Table:
+    """The rows of ``data`` without those repeating the ``key`` of an earlier row of it.
+
+    Rows with a null (or empty string) key column are never duplicates, as in the check
+    against stored rows. One hash aggregation: cheap next to the insert.
+    """
+    present: pa.ChunkedArray | pa.Array | None = None
+    for k in key:
+        col = data.column(k)
+        ok = pc.is_valid(col)
+        if types.get(k) == "string":
+            ok = pc.and_(ok, pc.not_equal(col, ""))
+        present = ok if present is None else pc.and_(present, ok)
+    assert present is not None
+    present = pc.fill_null(present, False)
+    index = pa.array(np.arange(data.num_rows, dtype=np.int64))
+    keyed = pa.table({k: _plain(data.column(k)) for k in key}).append_column("__i", index)
+    keyed = keyed.filter(present)
+    first = keyed.group_by(list(key), use_threads=False).aggregate([("__i", "min")])
+    if first.num_rows == keyed.num_rows:
+        return data
+    keep = pc.or_(pc.invert(present), pc.is_in(index, value_set=first.column("__i_min")))
+    return data.filter(keep)
+
+
+def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A dictionary-encoded column decoded (chunks with differing dictionaries cannot be
+    grouped on)."""
+    if pa.types.is_dictionary(col.type):
+        return col.cast(col.type.value_type)
+    return col
 
 
 def _sorted_by_time(data: pa.Table) -> pa.Table:

@@ -1,5 +1,5 @@
-"""KQL parsing functions: parse_path, parse_command_line, parse_csv (parse_user_agent and
-parse_xml are registered to fail with a clear error: they cannot be done faithfully in SQL).
+"""KQL parsing functions: parse_path, parse_command_line, parse_csv, and parse_user_agent and
+parse_xml (Python functions registered on the DuckDB connections, see backends/duckdb/udfs.py).
 
 The tokenizers are character state machines run with DuckDB's ``list_reduce`` over the
 characters of the text, the state being a struct.
@@ -7,6 +7,7 @@ characters of the text, the state being a struct.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from sqlglot import exp
@@ -236,22 +237,40 @@ def _parse_csv(ctx: LowerContext, a: Args) -> exp.Expr:
     return to_json_value(bind([_text(a[0])], body))
 
 
-# ---------------------------------------------------------------- not supported
+# ---------------------------------------------------------------- parse_user_agent, parse_xml
+# Computed by Python functions registered on the DuckDB connections (backends/duckdb/udfs.py):
+# the uap-core regular expressions (ua-parser) and an XML parser with entities disabled.
+
+UA_TARGETS = ("browser", "os", "device")
 
 
 @register("parse_user_agent", "string any", "dynamic")
 def _parse_user_agent(ctx: LowerContext, a: Args) -> exp.Expr:
-    """Not supported (see the error message)."""
-    raise ctx.semantic_error(
-        "parse_user_agent() is not supported: Kusto matches the text against the large "
-        "uap-core database of user-agent regular expressions, which this engine does not bundle; "
-        "use extract() with a regular expression for the part you need")
+    """A bag with the requested parts: Browser {Family, MajorVersion, MinorVersion, Patch},
+    OperatingSystem {Family, MajorVersion, MinorVersion, Patch, PatchMinor}, Device {Family,
+    Brand, Model}; look_for is "browser", "os", "device" or a dynamic array of them."""
+    look = a[1]
+    if not look.is_const or not isinstance(look.const, (str, list)):
+        raise ctx.semantic_error(
+            "parse_user_agent(): look_for must be a constant string (\"browser\", \"os\" or "
+            "\"device\") or a constant dynamic array of them")
+    wanted = [look.const] if isinstance(look.const, str) else look.const
+    targets: list[str] = []
+    for w in wanted:
+        t = w.strip().lower() if isinstance(w, str) else None
+        if t not in UA_TARGETS:
+            raise ctx.semantic_error(
+                f"parse_user_agent(): unknown look_for value {json.dumps(w)} (expected "
+                f"\"browser\", \"os\" or \"device\")")
+        if t not in targets:
+            targets.append(t)
+    return cast(fn("huntsman_parse_user_agent", _text(a[0]), s(",".join(targets))), "JSON")
 
 
 @register("parse_xml", "any", "dynamic")
 def _parse_xml(ctx: LowerContext, a: Args) -> exp.Expr:
-    """Not supported (see the error message)."""
-    raise ctx.semantic_error(
-        "parse_xml() is not supported: converting XML (elements, attributes, text nodes, "
-        "entities) to dynamic cannot be done faithfully in SQL; use extract() or parse on the "
-        "text instead")
+    """XML as dynamic: attributes ``@name``, text ``#text``, repeated elements as an array, an
+    empty element null; null for invalid XML (or longer than 1 MB, or declaring entities)."""
+    if a[0].type not in ("string", "dynamic"):
+        raise ctx.semantic_error(f"parse_xml(): expects a string, got {a[0].type}")
+    return cast(fn("huntsman_parse_xml", _text(a[0])), "JSON")

@@ -286,3 +286,187 @@ def _series_stats_dynamic(ctx: LowerContext, a: Args) -> exp.Expr:
 def _series_stats(ctx: LowerContext, a: Args) -> exp.Expr:
     """The statistics as seven columns (the compiler expands this object, see MULTI_COLUMN)."""
     return stats_object(ctx, a, "series_stats", False)
+
+
+# ---------------------------------------------------------------- outliers, decomposition
+# Computed by Python functions registered on the DuckDB connections (backends/duckdb/udfs.py):
+# percentiles, medians per phase and least-squares fits over each array.
+
+DECOMPOSE = (("baseline", "dynamic"), ("seasonal", "dynamic"), ("trend", "dynamic"),
+             ("residual", "dynamic"))
+DECOMPOSE_ANOMALIES = (("ad_flag", "dynamic"), ("ad_score", "dynamic"), ("baseline", "dynamic"))
+PERIODS = (("periods", "dynamic"), ("scores", "dynamic"))
+FIT_LINE = (("rsquare", "real"), ("slope", "real"), ("variance", "real"), ("rvariance", "real"),
+            ("interception", "real"), ("line_fit", "dynamic"))
+MULTI_COLUMN.update({"series_decompose": DECOMPOSE,
+                     "series_decompose_anomalies": DECOMPOSE_ANOMALIES,
+                     "series_periods_detect": PERIODS, "series_fit_line": FIT_LINE})
+
+_NUMBERS = ("long", "int", "real", "decimal")
+TRENDS = ("avg", "linefit", "none")
+OUTLIER_KINDS = ("tukey", "ctukey")
+
+
+def _series_text(ctx: LowerContext, a: Arg, fname: str) -> exp.Expr:
+    """The series argument as JSON text for a UDF."""
+    _check_series(ctx, a, fname)
+    return cast(json_value(a), "VARCHAR")
+
+
+def _given(a: Args, i: int) -> bool:
+    return len(a) > i and not (a[i].is_const and a[i].const is None)
+
+
+def _number(ctx: LowerContext, a: Args, i: int, fname: str, pname: str, sql_type: str,
+            default: int | float | None) -> exp.Expr:
+    """A numeric parameter (its default when omitted or null) as ``sql_type``."""
+    if not _given(a, i):
+        return cast(exp.Null(), sql_type) if default is None else cast(n(default), sql_type)
+    if a[i].type not in _NUMBERS:
+        raise ctx.semantic_error(f"{fname}(): {pname} must be a number, not {a[i].type}")
+    return cast(a[i].sql, sql_type)
+
+
+def _choice(ctx: LowerContext, a: Args, i: int, fname: str, pname: str,
+            choices: tuple[str, ...], default: str) -> str:
+    """A constant string parameter that must be one of ``choices``."""
+    if not _given(a, i):
+        return default
+    if not a[i].is_const or not isinstance(a[i].const, str):
+        raise ctx.semantic_error(f"{fname}(): {pname} must be a constant string")
+    value = a[i].const.strip().lower()
+    if value not in choices:
+        raise ctx.semantic_error(f"{fname}(): unknown {pname} '{a[i].const}' (expected one of "
+                                 + ", ".join(f"'{c}'" for c in choices) + ")")
+    return value
+
+
+def _udf(name: str, *args: exp.Expr) -> exp.Expr:
+    return cast(fn(f"huntsman_{name}", *args), "JSON")
+
+
+@register("series_outliers", "any any? any? any? any?", "dynamic")
+def _series_outliers(ctx: LowerContext, a: Args) -> exp.Expr:
+    """Outlier scores with Tukey's test ("tukey": 25th/75th percentiles; "ctukey", the
+    default: 10th/90th or the given ones, scaled to Tukey's k): above 1.5 a rise, below -1.5 a
+    decline; missing and ignored elements score 0."""
+    f = "series_outliers"
+    kind = _choice(ctx, a, 1, f, "kind", OUTLIER_KINDS, "ctukey")
+    bounds = []
+    for i, pname, default in ((3, "min_percentile", 10.0), (4, "max_percentile", 90.0)):
+        if _given(a, i) and a[i].is_const and isinstance(a[i].const, (int, float)):
+            if not 2.0 <= float(a[i].const) <= 98.0:
+                raise ctx.semantic_error(f"{f}(): {pname} must be in the range [2.0, 98.0], "
+                                         f"not {a[i].const}")
+            bounds.append(float(a[i].const))
+        elif not _given(a, i):
+            bounds.append(default)
+    if len(bounds) == 2 and bounds[0] >= bounds[1]:
+        raise ctx.semantic_error(f"{f}(): min_percentile must be less than max_percentile")
+    return _udf(f, _series_text(ctx, a[0], f), s(kind),
+                _number(ctx, a, 2, f, "ignore_val", "DOUBLE", None),
+                _number(ctx, a, 3, f, "min_percentile", "DOUBLE", 10.0),
+                _number(ctx, a, 4, f, "max_percentile", "DOUBLE", 90.0))
+
+
+def _seasonality(ctx: LowerContext, a: Args, i: int, fname: str) -> exp.Expr:
+    if _given(a, i) and a[i].is_const and isinstance(a[i].const, int) and a[i].const < -1:
+        raise ctx.semantic_error(f"{fname}(): seasonality must be -1 (detect), 0 (none) or a "
+                                 f"period in bins, not {a[i].const}")
+    return _number(ctx, a, i, fname, "seasonality", "BIGINT", -1)
+
+
+@register("series_decompose", "any any? any? any? any?", "dynamic")
+def _series_decompose(ctx: LowerContext, a: Args) -> exp.Expr:
+    """baseline, seasonal, trend and residual components (four columns, see MULTI_COLUMN)."""
+    f = "series_decompose"
+    return _udf(f, _series_text(ctx, a[0], f), _seasonality(ctx, a, 1, f),
+                s(_choice(ctx, a, 2, f, "trend", TRENDS, "avg")),
+                _number(ctx, a, 3, f, "test_points", "BIGINT", 0),
+                _number(ctx, a, 4, f, "seasonality_threshold", "DOUBLE", 0.6))
+
+
+@register("series_decompose_anomalies", "any any? any? any? any? any? any?", "dynamic")
+def _series_decompose_anomalies(ctx: LowerContext, a: Args) -> exp.Expr:
+    """ad_flag (+1/-1/0), ad_score and baseline: series_outliers of the decomposition's
+    residual, flagged beyond the threshold (three columns, see MULTI_COLUMN)."""
+    f = "series_decompose_anomalies"
+    return _udf(f, _series_text(ctx, a[0], f),
+                _number(ctx, a, 1, f, "threshold", "DOUBLE", 1.5),
+                _seasonality(ctx, a, 2, f), s(_choice(ctx, a, 3, f, "trend", TRENDS, "avg")),
+                _number(ctx, a, 4, f, "test_points", "BIGINT", 0),
+                s(_choice(ctx, a, 5, f, "AD_method", OUTLIER_KINDS, "ctukey")),
+                _number(ctx, a, 6, f, "seasonality_threshold", "DOUBLE", 0.6))
+
+
+@register("series_decompose_forecast", "any any any? any? any?", "dynamic")
+def _series_decompose_forecast(ctx: LowerContext, a: Args) -> exp.Expr:
+    """The decomposition's baseline learnt without the last ``points`` points: the forecast."""
+    f = "series_decompose_forecast"
+    return _udf(f, _series_text(ctx, a[0], f), _number(ctx, a, 1, f, "points", "BIGINT", 0),
+                _seasonality(ctx, a, 2, f), s(_choice(ctx, a, 3, f, "trend", TRENDS, "avg")),
+                _number(ctx, a, 4, f, "seasonality_threshold", "DOUBLE", 0.6))
+
+
+@register("series_periods_detect", "any num num long", "dynamic")
+def _series_periods_detect(ctx: LowerContext, a: Args) -> exp.Expr:
+    """periods and scores (two columns): the strongest periods between min_period and
+    max_period (at least 4 bins, at most half the series)."""
+    f = "series_periods_detect"
+    return _udf(f, _series_text(ctx, a[0], f),
+                _number(ctx, a, 1, f, "min_period", "DOUBLE", 0.0),
+                _number(ctx, a, 2, f, "max_period", "DOUBLE", 0.0),
+                _number(ctx, a, 3, f, "num_periods", "BIGINT", 1))
+
+
+@register("series_fit_line", "any", "dynamic")
+def _series_fit_line(ctx: LowerContext, a: Args) -> exp.Expr:
+    """Linear regression over x = 1..n: rsquare, slope, variance, rvariance, interception,
+    line_fit (six columns, see MULTI_COLUMN)."""
+    return _udf("series_fit_line", _series_text(ctx, a[0], "series_fit_line"))
+
+
+@register("series_fit_line_dynamic", "any", "dynamic")
+def _series_fit_line_dynamic(ctx: LowerContext, a: Args) -> exp.Expr:
+    """series_fit_line's results as one bag."""
+    return _udf("series_fit_line", _series_text(ctx, a[0], "series_fit_line_dynamic"))
+
+
+@register("series_seasonal", "any any? any?", "dynamic")
+def _series_seasonal(ctx: LowerContext, a: Args) -> exp.Expr:
+    """The seasonal component: the median of the points in each phase of the detected (-1, the
+    default) or given period; zeros when there is none."""
+    f = "series_seasonal"
+    return _udf(f, _series_text(ctx, a[0], f), _seasonality(ctx, a, 1, f),
+                _number(ctx, a, 2, f, "test_points", "BIGINT", 0))
+
+
+def _bool(ctx: LowerContext, a: Args, i: int, fname: str, pname: str) -> exp.Expr:
+    """An optional bool parameter (NULL when omitted: the UDF applies its default)."""
+    if not _given(a, i):
+        return cast(exp.Null(), "BOOLEAN")
+    if a[i].type != "bool":
+        raise ctx.semantic_error(f"{fname}(): {pname} must be a bool, not {a[i].type}")
+    return a[i].sql
+
+
+@register("series_fir", "any any any? any?", "dynamic")
+def _series_fir(ctx: LowerContext, a: Args) -> exp.Expr:
+    """A finite impulse response filter: the sum of the coefficients times the current and
+    previous points (centred with ``center``), normalised by default unless a coefficient is
+    negative."""
+    f = "series_fir"
+    _check_series(ctx, a[1], f)
+    return _udf(f, _series_text(ctx, a[0], f), cast(json_value(a[1]), "VARCHAR"),
+                _bool(ctx, a, 2, f, "normalize"), _bool(ctx, a, 3, f, "center"))
+
+
+@register("series_iir", "any any any", "dynamic")
+def _series_iir(ctx: LowerContext, a: Args) -> exp.Expr:
+    """An infinite impulse response filter with the given numerator and denominator
+    coefficients (a[0] must not be 0)."""
+    f = "series_iir"
+    for arg in a[1:3]:
+        _check_series(ctx, arg, f)
+    return _udf(f, _series_text(ctx, a[0], f), cast(json_value(a[1]), "VARCHAR"),
+                cast(json_value(a[2]), "VARCHAR"))
