@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean install
+.PHONY: run test lint bench clean install pg
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,9 +16,20 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/huntsman demo-shell
+	$(BIN)/huntsman serve --demo --data-dir data --host 127.0.0.1 --port 8000
 
-test: $(STAMP)
+# PostgreSQL's server programs, for the state tests (tests/state start a private server from
+# them; they never touch a system cluster). Installed from Debian's packages when missing.
+pg:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; \
+	then :; else \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -q && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends postgresql; \
+	fi
+
+test: $(STAMP) pg
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports

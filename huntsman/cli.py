@@ -10,6 +10,7 @@
     huntsman query --tenant contoso "DeviceLogonEvents | take 20"
     huntsman tenants list | create NAME | delete NAME
     huntsman retention set 90 --tenant contoso [--table DeviceNetworkEvents]
+    huntsman serve --demo                                     # the hunting server on :8000
 """
 
 from __future__ import annotations
@@ -28,11 +29,15 @@ from rich.table import Table
 
 import huntsman
 from huntsman.api import Store
+from huntsman.cli_admin import admin_app
+from huntsman.cli_rules import rules_app
 from huntsman.errors import HuntsmanError, KqlError
 from huntsman.kql.literals import format_datetime_iso, format_timespan
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="huntsman: threat hunting with KQL on your own machines.")
+app.add_typer(admin_app, name="admin")
+app.add_typer(rules_app, name="rules")
 err = Console(stderr=True)
 
 
@@ -439,6 +444,32 @@ def retention_run(tenant: str | None = typer.Option(None, "--tenant", help="Only
         print(f"{name}: {total:,} expired rows deleted"
               + (f" ({', '.join(f'{t} {n:,}' for t, n in sorted(tables.items()))})"
                  if tables else ""))
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    data_dir: Path = data_dir_option(),
+    state_url: str | None = typer.Option(None, "--state-url", help="SQLAlchemy URL of the "
+                                         "application state (default: SQLite file "
+                                         "<data dir>/state.sqlite), e.g. "
+                                         "postgresql+psycopg://user@host/huntsman."),
+    demo: bool = typer.Option(False, "--demo", help="On first start, create the tenant 'demo' "
+                              "with the demo data, a user and an app; print their credentials "
+                              "(also in <data dir>/demo-credentials.json)."),
+    timeout: float | None = typer.Option(None, "--timeout", help="Query timeout in seconds "
+                                         "for every tenant (default: each tenant's "
+                                         "timeout_seconds, 600)."),
+) -> None:
+    """Run the hunting server (REST API shaped like Defender's; OpenAPI at /docs)."""
+    from huntsman.server.serve import serve as run_server
+    try:
+        run_server(host=host, port=port, data_dir=data_dir, state_url=state_url, demo=demo,
+                   query_timeout=timeout)
+    except HuntsmanError as e:
+        report_error(e)
+        raise typer.Exit(1) from None
 
 
 def main() -> None:  # pragma: no cover

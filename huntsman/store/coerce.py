@@ -12,7 +12,10 @@ Two implementations share these rules:
 
 * :class:`Coercer` — vectorized: SQL over Arrow in a private, locked, in-memory DuckDB
   (``json_transform`` parses JSON lines; ``TRY_CAST`` and patterns validate whole columns).
-  Rows it cannot accept are handed back as *suspects*;
+  The canonical forms (``2024-01-15T10:00:00.1234567Z``, ``-?[0-9]+``, ``true``) take a cheap
+  branch that gives exactly what the full rules give; only other values reach the full rules.
+  Unknown keys are found from one hash of each record's key list, each distinct list being
+  looked at once. Rows it cannot accept are handed back as *suspects*;
 * :func:`coerce_record` — one record in Python, used only for those suspects: it either accepts
   the row (a datetime form the vectorized pass does not know) or says exactly why not.
 """
@@ -30,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -48,6 +52,8 @@ ALIASES = {"TimeGenerated": "Timestamp"}
 
 _WHOLE = re.compile(r"^\s*[+-]?\d+(?:\.0*)?\s*$")
 _NUMBER = re.compile(r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$")
+MAX_KEY_LISTS = 256
+"""Distinct key lists in a chunk checked one by one; past this, every record is checked in SQL."""
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
 _PORTAL_FORMS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %I:%M:%S.%f %p", "%m/%d/%Y %I:%M %p",
@@ -292,9 +298,13 @@ def _us_rounded(ns: str) -> str:
     """SQL: epoch nanoseconds → TIMESTAMP, rounded to the microsecond half-to-even.
 
     A lambda over a one-element list evaluates ``ns`` (a cast) once instead of four times.
+    The remainder is taken non-negative (SQL's ``%`` and ``//`` truncate toward zero), so that
+    times before 1970 round the same way.
     """
-    return (f"list_transform([{ns}], lambda n: make_timestamp(n // 1000 + CASE WHEN "
-            f"n % 1000 > 500 OR (n % 1000 = 500 AND (n // 1000) % 2 <> 0) THEN 1 ELSE 0 END))[1]")
+    r = "((n % 1000) + 1000) % 1000"
+    q = f"((n - {r}) // 1000)"
+    return (f"list_transform([{ns}], lambda n: make_timestamp({q} + CASE WHEN "
+            f"{r} > 500 OR ({r} = 500 AND {q} % 2 <> 0) THEN 1 ELSE 0 END))[1]")
 
 
 def _text_rules(x: str, ktype: str) -> tuple[str, str | None]:
@@ -326,19 +336,51 @@ def _text_rules(x: str, ktype: str) -> tuple[str, str | None]:
         ns = f"epoch_ns(TRY_CAST(rtrim(trim({x}), 'Z') AS TIMESTAMP_NS))"
         tz = f"TRY_CAST(trim({x}) AS TIMESTAMPTZ)"
         tz_ns = (f"(epoch_us({tz}) * 1000 + "
-                 f"coalesce(epoch_ns(TRY_CAST(trim({x}) AS TIMESTAMP_NS)) % 1000, 0))")
+                 f"coalesce((epoch_ns(TRY_CAST(trim({x}) AS TIMESTAMP_NS)) % 1000 + 1000) % 1000, 0))")
         v = (f"CASE WHEN regexp_full_match({x}, {_sql_str(_ISO_PLAIN)}) "
              f"THEN {_us_rounded(ns)} "
              f"WHEN regexp_full_match({x}, {_sql_str(_NUMBER.pattern[1:-1])}) "
              f"THEN make_timestamp(CAST(round(TRY_CAST(trim({x}) AS DOUBLE) * 1000000) AS BIGINT))"
              f" WHEN regexp_full_match({x}, '\\s*[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[T ][0-9:.]+"
-             f"\\s*[+-][0-9]{{2}}:?[0-9]{{2}}\\s*') AND isfinite({tz}) THEN {_us_rounded(tz_ns)} "
+             f"\\s*[+-][0-9]{{2}}:?[0-9]{{2}}\\s*') AND isfinite({tz}) "
+             f"AND abs(epoch_us({tz})) < 9223372036854775 THEN {_us_rounded(tz_ns)} "
              f"END")
     elif ktype == "guid":
         v = f"CAST(TRY_CAST(trim({x}) AS UUID) AS VARCHAR)"
     else:  # pragma: no cover - the catalog only has the types above
         raise ValueError(f"unknown type {ktype}")
-    return f"CASE WHEN {x} IS NULL OR trim({x}) = '' THEN NULL ELSE {v} END", "text"
+    exact = f"CASE WHEN {x} IS NULL OR trim({x}) = '' THEN NULL ELSE {v} END"
+    fast = _fast_text_rule(x, ktype)
+    if fast is None:
+        return exact, "text"
+    guard, value = fast
+    # DuckDB evaluates a CASE branch only on the rows that reach it: the exact rules above
+    # run only on the values the guard does not recognise
+    return f"CASE WHEN {guard} THEN {value} ELSE {exact} END", "text"
+
+
+_FAST_ISO = (r"(19[7-9][0-9]|[2-9][0-9]{3})-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+             r"(\.[0-9]{1,7})?Z")
+"""ISO 8601 in UTC as Defender writes it (``2024-01-15T10:00:00.1234567Z``), after 1970."""
+
+
+def _fast_text_rule(x: str, ktype: str) -> tuple[str, str] | None:
+    """SQL (guard, value) for the canonical text of ``ktype``, giving exactly the value the
+    exact rules give for it, but much cheaper; None when the type has no such shortcut."""
+    if ktype == "long":
+        return f"regexp_full_match({x}, '-?[0-9]{{1,18}}')", f"CAST({x} AS BIGINT)"
+    if ktype == "int":
+        return f"regexp_full_match({x}, '-?[0-9]{{1,9}}')", f"CAST({x} AS INTEGER)"
+    if ktype == "bool":
+        return f"{x} IN ('true', 'false')", f"{x} = 'true'"
+    if ktype == "datetime":
+        # the cast truncates to the microsecond; a 7th fraction digit rounds half-to-even
+        # (as the exact rules do: nanoseconds % 1000 is that digit times 100)
+        up = (f"CASE WHEN length({x}) = 28 AND (({x})[27] > '5' OR (({x})[27] = '5' AND "
+              f"({x})[26] IN ('1', '3', '5', '7', '9'))) THEN 1 ELSE 0 END")
+        return (f"regexp_full_match({x}, {_sql_str(_FAST_ISO)})",
+                f"TRY_CAST({x} AS TIMESTAMP) + to_microseconds({up})")
+    return None
 
 
 def _typed_rules(x: str, src: pa.DataType, ktype: str) -> tuple[str, str | None]:
@@ -376,13 +418,13 @@ def _typed_rules(x: str, src: pa.DataType, ktype: str) -> tuple[str, str | None]
 
 
 def _two_level(source: str, raws: Sequence[tuple[str, str, str, str | None]],
-               pre_error: str | None = None) -> str:
+               pre_error: str | None = None, carry: Mapping[str, str] | None = None) -> str:
     """SELECT values and a per-row ``__err`` (the failing columns), computing each value once.
 
     ``raws`` are (column, raw expression, value expression, error kind); ``source`` yields
-    ``__n`` and whatever the raw expressions read.
+    ``__n`` and whatever the raw expressions read; ``carry`` adds columns (name: expression).
     """
-    inner, outer, errs = [], [], []
+    inner, outer, errs, nulls = [], [], [], []
     for i, (col, raw, value, kind) in enumerate(raws):
         inner.append(f"{value} AS __v{i}")
         outer.append(f"__v{i} AS {_qi(col)}")
@@ -390,11 +432,17 @@ def _two_level(source: str, raws: Sequence[tuple[str, str, str, str | None]],
             inner.append(f"{raw} AS __r{i}")
             present = (f"__r{i} IS NOT NULL AND trim(__r{i}) <> ''" if kind == "text"
                        else f"__r{i} IS NOT NULL")
-            errs.append(f"CASE WHEN {present} AND __v{i} IS NULL THEN {_sql_str(col)} END")
-    err = f"nullif(concat_ws(',', {', '.join(errs)}), '')" if errs else "NULL::VARCHAR"
+            errs.append(f"CASE WHEN __v{i} IS NULL AND {present} THEN {_sql_str(col)} END")
+            nulls.append(f"__v{i} IS NULL")
+    # only a row with a NULL value can have failed: the others skip building the message
+    err = (f"CASE WHEN {' OR '.join(nulls)} THEN nullif(concat_ws(',', {', '.join(errs)}), '') "
+           f"END" if errs else "NULL::VARCHAR")
     if pre_error:
         inner.append(f"{pre_error} AS __pre")
         err = f"coalesce(__pre, {err})"
+    for name, expr in (carry or {}).items():
+        inner.append(f"{expr} AS {name}")
+        outer.append(name)
     return (f"SELECT __n, {', '.join(outer)}, {err} AS __err FROM "
             f"(SELECT __n, {', '.join(inner)} FROM {source})")
 
@@ -460,16 +508,48 @@ class Coercer:
                     x = f"coalesce({x}, s.{_qi(alias)})"
             v, kind = _text_rules(x, t)
             raws.append((c, x, v, kind))
-        pre = f"""CASE WHEN s IS NULL THEN 'json'
-                       WHEN NOT starts_with(ltrim(line), '{{') THEN 'object'
-                       WHEN len(list_filter(json_keys(line),
-                                lambda k: NOT list_contains({known}, k))) > 0 THEN 'unknown'
-                  END"""
+        is_object = "(starts_with(line, '{') OR starts_with(ltrim(line), '{'))"
+        pre = f"CASE WHEN s IS NULL THEN 'json' WHEN NOT {is_object} THEN 'object' END"
+        # unknown keys: one hash of each record's key list here, each distinct list looked
+        # at once afterwards (a file's records mostly share one or a few)
+        keys = f"CASE WHEN s IS NOT NULL AND {is_object} THEN hash(json_keys(line)) END"
         source = (f"(SELECT __n, line, try(json_transform(line, {struct})) AS s FROM __raw "
-                  f"WHERE NOT regexp_full_match(line, '\\s*'))")
-        sql = _two_level(source, raws, pre)
-        out = self._run({"__raw": pa.table({"line": lines, "__n": numbers})}, sql)
-        return self._split(out, columns)
+                  f"WHERE starts_with(line, '{{') OR NOT regexp_full_match(line, '\\s*'))")
+        sql = _two_level(source, raws, pre, {"__keys": keys})
+        raw = pa.table({"line": lines, "__n": numbers})
+        out = self._run({"__raw": raw}, sql)
+        unknown = self._unknown_keys(out, raw, set(fields), known)
+        if unknown is not None:
+            err = out.column("__err")
+            out = out.set_column(out.schema.get_field_index("__err"), "__err",
+                                 pc.if_else(pc.and_(unknown, pc.is_null(err)), "unknown", err))
+        return self._split(out.drop_columns(["__keys"]), columns)
+
+    def _unknown_keys(self, out: pa.Table, raw: pa.Table, known: set[str], known_sql: str
+                      ) -> pa.ChunkedArray | pa.Array | None:
+        """Which rows of ``out`` have a key that is no column (None: no row has one)."""
+        hashes = out.column("__keys")
+        distinct = pc.unique(hashes).drop_null()
+        if len(distinct) > MAX_KEY_LISTS:
+            # many shapes of record: the exact check in SQL, on every record
+            bad = self._run({"__raw": raw}, f"""
+                SELECT __n FROM __raw WHERE json_valid(line) AND json_type(line) = 'OBJECT'
+                AND len(list_filter(json_keys(line),
+                                    lambda k: NOT list_contains({known_sql}, k))) > 0""")
+            if bad.num_rows == 0:
+                return None
+            return pc.is_in(out.column("__n"), value_set=bad.column("__n").combine_chunks())
+        numbers = raw.column("__n").to_numpy()
+        lines = raw.column("line")
+        unknown = []
+        for h in distinct:
+            n = out.column("__n")[pc.index(hashes, h).as_py()].as_py()
+            rec = json.loads(lines[int(np.searchsorted(numbers, n))].as_py())
+            if not known.issuperset(rec):
+                unknown.append(h)
+        if not unknown:
+            return None
+        return pc.fill_null(pc.is_in(hashes, value_set=pa.array(unknown, hashes.type)), False)
 
     def explode_export(self, envelopes: pa.Array, numbers: pa.Array) -> pa.Table:
         """Defender streaming-export envelopes → one row per record.
@@ -478,30 +558,36 @@ class Coercer:
         0 for a bare record), ``category`` and ``properties`` (JSON text), and ``__err``
         (``json`` for text that is not JSON, ``envelope`` for JSON that is not an export).
         """
-        sql = """
+        # one parse of each envelope: its records' category, and properties as JSON text
+        rec = '{"category": "VARCHAR", "properties": "JSON"}'
+        shape = _sql_str('{"records": [' + rec + '], ' + rec[1:])
+        sql = f"""
             SELECT __n, CASE WHEN is_list THEN i ELSE 0 END AS __item,
-                   json_extract_string(rec, '$.category') AS category,
-                   CAST(json_extract(rec, '$.properties') AS VARCHAR) AS properties,
-                   CASE WHEN NOT ok THEN 'json'
-                        WHEN json_type(rec) <> 'OBJECT'
-                             OR json_type(rec, '$.properties') IS DISTINCT FROM 'OBJECT'
+                   rec.category AS category, CAST(rec.properties AS VARCHAR) AS properties,
+                   CASE WHEN pre IS NOT NULL THEN pre
+                        WHEN rec IS NULL OR rec.properties IS NULL
+                             OR NOT starts_with(CAST(rec.properties AS VARCHAR), '{{')
                         THEN 'envelope' END AS __err
             FROM (
-                SELECT __n, ok, is_list, unnest(recs) AS rec,
+                SELECT __n, pre, is_list, unnest(recs) AS rec,
                        unnest(range(1, len(recs) + 1)) AS i
                 FROM (
-                    SELECT __n, ok, is_list,
-                           CASE WHEN NOT ok THEN [NULL::JSON]
-                                WHEN is_list THEN json_extract(line, '$.records[*]')
-                                ELSE [CAST(line AS JSON)] END AS recs
+                    SELECT __n, env.records IS NOT NULL AS is_list,
+                           CASE WHEN env IS NULL THEN CASE WHEN json_valid(line)
+                                THEN 'envelope' ELSE 'json' END END AS pre,
+                           CASE WHEN env IS NULL THEN [NULL]
+                                WHEN env.records IS NOT NULL THEN env.records
+                                ELSE [{{'category': env.category,
+                                        'properties': env.properties}}] END AS recs
                     FROM (
-                        SELECT __n, line, json_valid(line) AS ok,
-                               json_valid(line)
-                               AND json_type(CASE WHEN json_valid(line) THEN line END,
-                                             '$.records') = 'ARRAY' AS is_list
-                        FROM __raw WHERE NOT regexp_full_match(line, '\\s*'))))
-            ORDER BY __n, __item"""
-        return self._run({"__raw": pa.table({"line": envelopes, "__n": numbers})}, sql)
+                        SELECT __n, line, try(json_transform(line, {shape})) AS env
+                        FROM __raw
+                        WHERE starts_with(line, '{{') OR NOT regexp_full_match(line, '\\s*'))))"""
+        out = self._run({"__raw": pa.table({"line": envelopes, "__n": numbers})}, sql)
+        order = np.lexsort((out.column("__item").to_numpy(), out.column("__n").to_numpy()))
+        if out.num_rows and not np.array_equal(order, np.arange(out.num_rows)):
+            out = out.take(pa.array(order))
+        return out
 
     # -------------------------------------------------------------- Arrow / CSV
 

@@ -7,19 +7,21 @@ out databases: ``Store(data_dir).tenant("contoso")`` is a :class:`Database`.
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from huntsman.backends.base import Backend
+from huntsman.backends.base import Backend, BatchCommit, BatchWriter
 from huntsman.backends.duckdb import DuckDBBackend
 from huntsman.errors import HuntsmanError, IngestError, QueryExecutionError, QueryTimeoutError
 from huntsman.schema import catalog, normalize_type
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from huntsman.compiler.compiler import CompiledQuery
     from huntsman.kql.stored import StoredFunction
 
+log = logging.getLogger("huntsman.store")
 DEFAULT_TENANT = "default"
 DEFAULT_RETENTION_DAYS = 180
 """How long rows are kept unless a tenant says otherwise (per tenant, per table)."""
@@ -170,6 +173,7 @@ class Database:
             backend = DuckDBBackend(file, memory_limit=memory_limit, threads=threads)
         self.backend = backend
         self.backend.external_loader = load_external
+        self._commit_listeners: list[CommitListener] = []
         for t in catalog().tables.values():
             if t.name not in self.backend.tables():
                 self.backend.create_table(t.name, [(c.name, c.type) for c in t.columns])
@@ -209,6 +213,18 @@ class Database:
 
     # ------------------------------------------------------------ ingestion
 
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(database, {table: Arrow rows})`` after each batch :meth:`ingest`
+        commits (before ``ingest`` returns), with the rows the batch carried per table (already
+        coerced to the schema; rows the store skipped as duplicates included). A listener's
+        failure is logged, never the ingest's. (Continuous detection rules use this.)"""
+        if listener not in self._commit_listeners:
+            self._commit_listeners.append(listener)
+
+    def remove_commit_listener(self, listener: CommitListener) -> None:
+        if listener in self._commit_listeners:
+            self._commit_listeners.remove(listener)
+
     def ingest(self, table: str | None, data: Any, *, format: str | None = None,
                batch_id: str | None = None, on_error: OnError = "fail") -> IngestReport:
         """Add rows as one committed batch: a list of dicts, Arrow, or a file path.
@@ -220,8 +236,22 @@ class Database:
         and nothing is written; with ``"skip"`` the report lists the rejected records.
         The report compares equal to the number of rows accepted.
         """
-        return ingest_data(self.backend, table, data, fmt=format, batch_id=batch_id,
-                           on_error=on_error)
+        listeners = list(self._commit_listeners)
+        if not listeners:
+            return ingest_data(self.backend, table, data, fmt=format, batch_id=batch_id,
+                               on_error=on_error)
+        captured: dict[str, list[pa.Table]] = {}
+        report = ingest_data(cast(Backend, _CapturingBackend(self.backend, captured)), table,
+                             data, fmt=format, batch_id=batch_id, on_error=on_error)
+        batch = {name: pa.concat_tables(parts) for name, parts in captured.items()
+                 if parts and sum(p.num_rows for p in parts)}
+        if batch and not report.duplicate_batch:
+            for listener in listeners:
+                try:
+                    listener(self, batch)
+                except Exception:
+                    log.exception("a commit listener failed on batch %s", report.batch_id)
+        return report
 
     def load_directory(self, directory: str | Path) -> dict[str, int]:
         """Ingest every ``<Table>.{ndjson,json,jsonl,csv,parquet}[.gz]`` file of a folder."""
@@ -340,6 +370,47 @@ class Database:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+CommitListener = Callable[["Database", dict[str, pa.Table]], None]
+"""Called after a batch commits with the batch's rows per table (see ``add_commit_listener``)."""
+
+
+class _CapturingBackend:
+    """The backend as ingestion sees it, keeping what each committed batch inserted."""
+
+    def __init__(self, backend: Backend, captured: dict[str, list[pa.Table]]):
+        self._backend = backend
+        self._captured = captured
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def begin_batch(self, batch_id: str) -> BatchWriter:
+        return _CapturingWriter(self._backend.begin_batch(batch_id), self._captured)
+
+
+class _CapturingWriter(BatchWriter):
+    def __init__(self, writer: BatchWriter, captured: dict[str, list[pa.Table]]):
+        self._writer = writer
+        self._captured = captured
+        self._pending: dict[str, list[pa.Table]] = {}
+        self.previous = writer.previous
+
+    def insert(self, name: str, data: pa.Table, keys: Sequence[str] | None = None) -> int:
+        n = self._writer.insert(name, data, keys)
+        self._pending.setdefault(name, []).append(data)
+        return n
+
+    def commit(self) -> BatchCommit:
+        result = self._writer.commit()
+        for name, parts in self._pending.items():
+            self._captured.setdefault(name, []).extend(parts)
+        return result
+
+    def rollback(self) -> None:
+        self._pending.clear()
+        self._writer.rollback()
 
 
 def _capped_sql(compiled: CompiledQuery, limit: int, dialect: str) -> str:

@@ -154,45 +154,61 @@ def table_from_category(category: Any) -> str | None:
 
 # ---------------------------------------------------------------- NDJSON
 
-def _lines_array(block: bytes) -> pa.Array:
+def _lines_array(block: bytes | memoryview) -> pa.Array:
     """``block`` (whole lines, each ending with a newline) as a string array, zero-copy."""
     buf = np.frombuffer(block, np.uint8)
     ends = np.flatnonzero(buf == 10)
     offsets = np.empty(len(ends) + 1, np.int64)
     offsets[0] = 0
     offsets[1:] = ends + 1
-    arr = pa.LargeStringArray.from_buffers(len(ends), pa.py_buffer(offsets.tobytes()),
+    arr = pa.LargeStringArray.from_buffers(len(ends), pa.py_buffer(offsets),
                                            pa.py_buffer(block))
     return arr
 
 
+def _fill(f: IO[bytes], view: memoryview) -> int:
+    """Read into ``view`` until it is full or the file ends; the number of bytes read."""
+    total = 0
+    while total < len(view):
+        n = f.readinto(view[total:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        total += n
+    return total
+
+
 def read_ndjson(path: Path, table: str | None, chunk_bytes: int = CHUNK_BYTES
                 ) -> Iterator[Chunk]:
-    """Chunks of whole lines; a line's number is its line in the file."""
+    """Chunks of whole lines; a line's number is its line in the file.
+
+    Each block is read into a buffer of its own that the chunk's strings then point into:
+    the text is copied once, from the file (only a line cut by the block's end moves again).
+    """
     line_no = 1
     rest = b""
+    first = True
     with open_binary(path) as f:
-        first = True
         while True:
-            block = f.read(chunk_bytes)
-            if first and block.startswith(b"\xef\xbb\xbf"):
-                block = block[3:]
-            first = False
-            if not block:
+            buf = bytearray(len(rest) + chunk_bytes)
+            buf[:len(rest)] = rest
+            size = len(rest) + _fill(f, memoryview(buf)[len(rest):])
+            if size == len(rest):
                 break
-            block = rest + block
-            cut = block.rfind(b"\n")
+            start = 3 if first and buf.startswith(b"\xef\xbb\xbf") else 0
+            first = False
+            cut = buf.rfind(b"\n", start, size)
             if cut < 0:
-                rest = block
+                rest = bytes(buf[start:size])
                 continue
-            rest = block[cut + 1:]
-            yield _json_chunk(block[: cut + 1], table, line_no)
-            line_no += block.count(b"\n", 0, cut + 1)
+            rest = bytes(buf[cut + 1:size])
+            chunk = _json_chunk(memoryview(buf)[start:cut + 1], table, line_no)
+            line_no += len(chunk)
+            yield chunk
     if rest.strip():
         yield _json_chunk(rest + b"\n", table, line_no)
 
 
-def _json_chunk(block: bytes, table: str | None, first_line: int) -> Chunk:
+def _json_chunk(block: bytes | memoryview, table: str | None, first_line: int) -> Chunk:
     lines = _lines_array(block)
     numbers = pa.array(np.arange(first_line, first_line + len(lines), dtype=np.int64))
     try:
@@ -201,7 +217,7 @@ def _json_chunk(block: bytes, table: str | None, first_line: int) -> Chunk:
         # not UTF-8 somewhere: decode line by line, rejecting the lines that are not text
         texts: list[str] = []
         rejects = []
-        for i, raw in enumerate(block.split(b"\n")[: len(lines)]):
+        for i, raw in enumerate(bytes(block).split(b"\n")[: len(lines)]):
             try:
                 texts.append(raw.decode("utf-8"))
             except UnicodeDecodeError as e:

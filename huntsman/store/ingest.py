@@ -1,10 +1,14 @@
 """Ingestion: any format → validated, coerced Arrow → one committed, idempotent batch.
 
 Every call is one *batch*: it is committed in one transaction (acknowledged means durable)
-and recorded under its batch id, so that re-sending it writes nothing; rows already stored
-with the same ``ReportId`` + ``Timestamp`` + ``DeviceId`` (the columns of these the table
-has) are dropped as duplicates too. Validation is vectorized; only the records it cannot
-accept are looked at one by one, to accept a rarer form or to say exactly why not.
+and recorded under its batch id, so that re-sending it writes nothing; rows with the same
+``ReportId`` + ``Timestamp`` + ``DeviceId`` (the columns of these the table has) as a stored
+row or as an earlier row of the same batch are dropped and counted as duplicates.
+Validation is vectorized; only the records it cannot accept are looked at one by one, to
+accept a rarer form or to say exactly why not.
+
+Three stages overlap: a thread reads and splits the file, the calling thread coerces
+chunks (DuckDB on every core), and an :class:`Inserter` thread writes the coerced parts.
 
 With ``on_error="fail"`` the first bad record raises :class:`IngestError` (with its line)
 and nothing is written; with ``"skip"`` the good records are stored and the report lists
@@ -44,7 +48,9 @@ from huntsman.store.coerce import (
 OnError = Literal["skip", "fail"]
 EVENT_KEY = ("ReportId", "Timestamp", "DeviceId")
 """A row repeating these values (the ones its table has) is a duplicate of a stored row."""
-FLUSH_ROWS = 262_144
+FLUSH_ROWS = 131_072
+"""Coerced rows gathered before they are handed to the writer (at least one DuckDB row group,
+so that the backend sorts them by time for its zone maps)."""
 MAX_LISTED = 10_000
 """Rejections listed one by one in a report (all are counted)."""
 
@@ -176,6 +182,49 @@ def prefetch(chunks: Iterable[formats.Chunk], depth: int = 1) -> Iterator[format
         t.join(5)
 
 
+class Inserter:
+    """Inserts on a thread of their own: DuckDB writes one flushed part while the next chunks
+    are read and coerced (its insert of Arrow runs on one core; coercion on the others).
+
+    At most one part waits while another is written, so memory stays bounded. The first
+    failure is raised by the next :meth:`put` or by :meth:`finish`.
+    """
+
+    def __init__(self, writer: BatchWriter):
+        self.writer = writer
+        self.parts: queue.Queue[tuple[str, pa.Table, list[str]] | None] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, name="ingest-writer", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while True:
+            part = self.parts.get()
+            if part is None:
+                return
+            if self.error is None:
+                try:
+                    self.writer.insert(*part)
+                except BaseException as e:  # handed to the ingesting thread
+                    self.error = e
+
+    def put(self, table: str, data: pa.Table, key: list[str]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.parts.put((table, data, key))
+
+    def finish(self) -> None:
+        """Wait for every part to be written; raise the first failure."""
+        self.close()
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        if self.thread.is_alive():
+            self.parts.put(None)
+            self.thread.join()
+
+
 def event_key(columns: Sequence[tuple[str, str]]) -> list[str]:
     """The de-duplication key of a table: ``ReportId``, ``Timestamp``, ``DeviceId`` it has."""
     names = {c for c, _ in columns}
@@ -198,6 +247,7 @@ class Ingestion:
         self.pending: dict[str, list[pa.Table]] = {}
         self.pending_rows: dict[str, int] = {}
         self.writer: BatchWriter | None = None
+        self.inserter: Inserter | None = None
         self.t0 = time.perf_counter()
 
     # -------------------------------------------------------------- driving
@@ -211,13 +261,16 @@ class Ingestion:
             self.report.elapsed = time.perf_counter() - self.t0
             return self.report
         self.writer = writer
+        self.inserter = Inserter(writer)
         try:
             for chunk in chunks:
                 self.chunk(chunk)
             for name in list(self.pending):
                 self.flush(name)
+            self.inserter.finish()
             commit = writer.commit()
         except BaseException:
+            self.inserter.close()
             writer.rollback()
             raise
         for name, dups in commit.duplicates.items():
@@ -349,10 +402,10 @@ class Ingestion:
     def flush(self, table: str) -> None:
         parts = self.pending.pop(table, [])
         self.pending_rows.pop(table, None)
-        if not parts or self.writer is None:
+        if not parts or self.inserter is None:
             return
         data = pa.concat_tables(parts) if len(parts) > 1 else parts[0]
-        self.writer.insert(table, data, event_key(self.columns(table)))
+        self.inserter.put(table, data, event_key(self.columns(table)))
 
 
 # ---------------------------------------------------------------- entry points

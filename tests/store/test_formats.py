@@ -103,7 +103,7 @@ def test_streaming_export_pretty_and_storage_form(db: huntsman.Database, tmp_pat
     # the storage-account form: one record per line, no "records" list
     blob = tmp_path / "PT1H.json"
     recs = envelope(("DeviceInfo", {"DeviceName": "c"}), ("EmailEvents", {"Subject": "hi"}))
-    blob.write_text("\n".join(json.dumps(r) for r in recs["records"]))  # type: ignore[union-attr]
+    blob.write_text("\n".join(json.dumps(r) for r in recs["records"]))  # type: ignore[union-attr,attr-defined]
     assert detect_format(blob) == "export"
     rep = db.ingest(None, blob, format="export")
     assert rep.accepted == 2

@@ -306,8 +306,12 @@ class DuckDBBackend(Backend):
         try:
             for name, table in views.items():
                 con.register(name, table)
-            guard = _Deadline(con, None if timeout is None
-                              else timeout - (time.perf_counter() - started))
+            left = None if timeout is None else timeout - (time.perf_counter() - started)
+            if left is not None and left <= 0:
+                raise QueryTimeoutError(
+                    f"The query waited its whole time limit of {_seconds(timeout)} for a free "
+                    f"connection (too many queries at once); try again", "timeout")
+            guard = _Deadline(con, left)
             try:
                 with guard:
                     result = con.sql(sql).to_arrow_table()
@@ -347,8 +351,12 @@ class DuckDBBackend(Backend):
 class _Deadline:
     """Interrupts a connection's running query once ``seconds`` have passed (None: never).
 
-    ``fired`` tells an interruption by the deadline from any other; an interrupt that comes
-    after the query finished is not sent (and would be harmless: DuckDB clears it)."""
+    ``fired`` tells an interruption by the deadline from any other. DuckDB clears an interrupt
+    when a query starts, so one sent just before the engine began would be lost: once due, the
+    interrupt is repeated every ``REPEAT`` seconds until the query has ended. None is sent
+    after that."""
+
+    REPEAT = 0.05
 
     def __init__(self, con: duckdb.DuckDBPyConnection, seconds: float | None):
         self.con = con
@@ -360,26 +368,28 @@ class _Deadline:
 
     def _fire(self) -> None:
         with self._lock:
-            if self._running:
-                self.fired = True
-                self.con.interrupt()
+            if not self._running:
+                return
+            self.fired = True
+            self.con.interrupt()
+            self._timer = threading.Timer(self.REPEAT, self._fire)
+            self._timer.daemon = True
+            self._timer.start()
 
     def __enter__(self) -> _Deadline:
         self._running = True
         if self.seconds is not None:
-            if self.seconds <= 0:
-                self._fire()
-            else:
-                self._timer = threading.Timer(self.seconds, self._fire)
-                self._timer.daemon = True
-                self._timer.start()
+            self._timer = threading.Timer(max(self.seconds, 0.0), self._fire)
+            self._timer.daemon = True
+            self._timer.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         with self._lock:
             self._running = False
-        if self._timer is not None:
-            self._timer.cancel()
+            timer = self._timer
+        if timer is not None:
+            timer.cancel()
 
 
 def _seconds(value: float | None) -> str:

@@ -1,0 +1,1 @@
+"""Custom detection rules: model, validation, scheduler (frequency -> lookback), continuous (NRT) evaluation of ingested batches, alert dedup."""

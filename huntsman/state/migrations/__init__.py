@@ -1,0 +1,1 @@
+"""Alembic migrations of the application state (a package, so that installs carry env.py)."""

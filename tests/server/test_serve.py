@@ -1,0 +1,205 @@
+"""``huntsman serve`` as a real process on a loopback port, queried over HTTP with httpx."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.server.test_hunting import SLOW
+
+RUN = "/api/advancedqueries/run"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, data_dir: Path, *args: str):
+        self.port = _free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = data_dir / f"server-{self.port}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "huntsman.cli", "serve", "--port", str(self.port),
+             "--data-dir", str(data_dir), *args],
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        deadline = time.monotonic() + 180
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited: {self.log.read_text()}")
+            try:
+                if httpx.get(self.base + "/api/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"server not ready: {self.log.read_text()}")
+            time.sleep(0.3)
+
+    def output(self) -> str:
+        return self.log.read_text()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
+    data_dir = tmp_path_factory.mktemp("serve")
+    server = Server(data_dir, "--demo", "--timeout", "2")
+    try:
+        creds = json.loads((data_dir / "demo-credentials.json").read_text())
+        r = httpx.post(server.base + "/oauth2/token", data={
+            "grant_type": "client_credentials", "client_id": creds["client_id"],
+            "client_secret": creds["client_secret"]})
+        assert r.status_code == 200, r.text
+        yield server, {"Authorization": f"Bearer {r.json()['access_token']}"}
+    finally:
+        server.stop()
+
+
+def test_demo_credentials_printed_and_kept(served: tuple[Server, dict[str, str]]) -> None:
+    server, _ = served
+    creds_file = server.log.parent / "demo-credentials.json"
+    creds = json.loads(creds_file.read_text())
+    assert oct(creds_file.stat().st_mode & 0o777) == "0o600"
+    out = server.output()
+    assert creds["client_id"] in out and creds["client_secret"] in out
+    assert "/oauth2/token" in out and "/api/advancedqueries/run" in out
+
+
+def test_queries_over_http(served: tuple[Server, dict[str, str]]) -> None:
+    server, h = served
+    with httpx.Client(base_url=server.base, headers=h, timeout=60) as c:
+        r = c.post(RUN, json={"Query": "DeviceProcessEvents | where FileName =~ "
+                              "'powershell.exe' and ProcessCommandLine has 'EncodedCommand' "
+                              "| project DeviceName, AccountName"})
+        assert r.status_code == 200 and r.json()["Results"], r.text
+        r = c.post("/api/v1/security/runHuntingQuery", json={"Query": "DeviceInfo | count",
+                                                             "Timespan": "P1D"})
+        assert r.json()["results"][0]["Count"] > 0
+        r = c.post(RUN, json={"Query": "DeviceInfo | where Nope"})
+        assert r.status_code == 400 and r.json()["error"]["code"] == "KqlSemanticError"
+        assert c.post(RUN, json={"Query": "print 1"}, headers={"Authorization": "Bearer x"}
+                      ).status_code == 401
+
+
+def test_eight_parallel_clients(served: tuple[Server, dict[str, str]]) -> None:
+    server, h = served
+    answers: dict[int, httpx.Response] = {}
+
+    def one(i: int) -> None:
+        with httpx.Client(base_url=server.base, headers=h, timeout=60) as c:
+            answers[i] = c.post(RUN, json={"Query": "DeviceNetworkEvents | summarize n = "
+                                           f"count() by RemotePort | top 3 by n | extend k = {i}"})
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(answers) == list(range(8))
+    bodies = [answers[i].json()["Results"] for i in range(8)]
+    assert all(r[0]["k"] == i for i, r in enumerate(bodies))
+    assert len({json.dumps([(x["RemotePort"], x["n"]) for x in b]) for b in bodies}) == 1
+
+
+def test_timeout_while_others_are_served(served: tuple[Server, dict[str, str]]) -> None:
+    server, h = served
+    slow: dict[str, httpx.Response] = {}
+
+    def run_slow() -> None:
+        slow["r"] = httpx.post(server.base + RUN, json={"Query": SLOW}, headers=h, timeout=60)
+
+    t = threading.Thread(target=run_slow)
+    t.start()
+    time.sleep(0.3)
+    fast = httpx.post(server.base + RUN, json={"Query": "DeviceInfo | count"}, headers=h,
+                      timeout=60)
+    t.join(60)
+    assert fast.status_code == 200
+    assert slow["r"].status_code == 400
+    assert slow["r"].json()["error"]["limit"] == "timeout"
+
+
+def test_streams_a_100000_row_result(served: tuple[Server, dict[str, str]]) -> None:
+    server, h = served
+    q = "range x from 1 to 100001 step 1 | extend s = strcat('row-', tostring(x))"
+    with httpx.Client(base_url=server.base, headers=h, timeout=120) as c, \
+            c.stream("POST", RUN, json={"Query": q}) as r:
+        assert r.status_code == 200
+        assert r.headers.get("transfer-encoding") == "chunked"
+        assert "content-length" not in r.headers
+        pieces = []
+        sizes = []
+        for piece in r.iter_raw():
+            pieces.append(piece)
+            sizes.append(len(piece))
+    body = json.loads(b"".join(pieces))
+    assert len(body["Results"]) == 100_000 and body["Stats"]["Truncated"] is True
+    assert body["Results"][-1] == {"x": 100_000, "s": "row-100000"}
+    assert len(sizes) > 10  # arrived in many pieces, not one document
+
+
+def test_second_start_reuses_the_demo(served: tuple[Server, dict[str, str]]) -> None:
+    server, _ = served
+    data_dir = server.log.parent
+    creds = json.loads((data_dir / "demo-credentials.json").read_text())
+    again = Server(data_dir, "--demo")  # a second server on the same data: after the first
+    try:
+        assert creds["client_id"] in again.output()
+    finally:
+        again.stop()
+
+
+def test_serve_with_postgresql_state(tmp_path: Path) -> None:
+    """The same server with its state in a real PostgreSQL (started from Debian's binaries)."""
+    from tests.state.pg import PostgresServer, find_bin
+    bin_dir = find_bin()
+    if bin_dir is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("PostgreSQL is required under CI", pytrace=False)
+        pytest.skip("PostgreSQL not available (no initdb)")
+    pg = PostgresServer(bin_dir).start()
+    try:
+        _, url = pg.create_database()
+        server = Server(tmp_path, "--demo", "--state-url", url)
+        try:
+            assert not (tmp_path / "state.sqlite").exists()
+            creds = json.loads((tmp_path / "demo-credentials.json").read_text())
+            tok = httpx.post(server.base + "/oauth2/token", data={
+                "grant_type": "client_credentials", "client_id": creds["client_id"],
+                "client_secret": creds["client_secret"]}).json()["access_token"]
+            h = {"Authorization": f"Bearer {tok}"}
+            r = httpx.post(server.base + RUN, json={"Query": "DeviceInfo | count"}, headers=h)
+            assert r.status_code == 200 and r.json()["Results"][0]["Count"] > 0
+            r = httpx.post(server.base + "/api/v1/functions", headers=h, json={
+                "name": "Devices", "body": "DeviceInfo | distinct DeviceName"})
+            assert r.status_code == 201, r.text
+            r = httpx.post(server.base + RUN, json={"Query": "Devices() | count"}, headers=h)
+            assert r.json()["Results"][0]["Count"] == 20
+        finally:
+            server.stop()
+    finally:
+        pg.stop()
