@@ -1,19 +1,24 @@
 """A real, private PostgreSQL server for tests: initdb into a temporary folder, start it on a
 free loopback port with its socket in that folder, stop and remove it at the end.
 
-initdb and postgres refuse to run as root; as root the server runs as the ``postgres`` system
+The server is a child of the test process and dies with it. initdb and postgres refuse to run
+as root; as root the server runs as the ``postgres`` system
 user (Debian's package creates it) or else ``nobody``, in a temporary folder that user owns.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -50,6 +55,15 @@ def _scratch_dir() -> str | None:
     return None   # the system's temporary folder
 
 
+def _die_with_parent() -> None:
+    """In the server's process before exec: SIGQUIT it when its parent (the tests) dies."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, int(signal.SIGQUIT))   # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -79,43 +93,67 @@ class PostgresServer:
         self.data = self.root / "data"
         self.log = self.root / "server.log"
         self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
         if self.run_as is not None:
             os.chown(self.root, self.run_as.pw_uid, self.run_as.pw_gid)
 
-    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        kwargs: dict[str, Any] = {}
-        if self.run_as is not None:
-            kwargs = {"user": self.run_as.pw_uid, "group": self.run_as.pw_gid,
-                      "extra_groups": [], "env": {**os.environ, "HOME": str(self.root)}}
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=120,
-                              cwd=self.root, **kwargs)
-        if check and proc.returncode != 0:
-            log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-            raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n"
-                               f"{proc.stderr}\n{log}")
-        return proc
+    def _as_server_user(self) -> dict[str, Any]:
+        if self.run_as is None:
+            return {}
+        return {"user": self.run_as.pw_uid, "group": self.run_as.pw_gid, "extra_groups": [],
+                "env": {**os.environ, "HOME": str(self.root)}}
 
     def start(self) -> PostgresServer:
-        self._run(str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", SUPERUSER,
-                  "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync")
-        last: Exception | None = None
+        initdb = subprocess.run(
+            [str(self.bin_dir / "initdb"), "-D", str(self.data), "-U", SUPERUSER,
+             "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
+            capture_output=True, text=True, timeout=120, cwd=self.root, **self._as_server_user())
+        if initdb.returncode != 0:
+            raise RuntimeError(f"initdb failed ({initdb.returncode}): {initdb.stderr}")
         for _ in range(5):   # a port found free can be taken before the server binds it
             self.port = _free_port()
-            options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                       f"-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
-            try:
-                self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-l",
-                          str(self.log), "-o", options, "-w", "-t", "60", "start")
+            # The postmaster runs as our child (not daemonised by pg_ctl) and gets SIGQUIT
+            # (immediate shutdown) if this process dies: a killed test run leaves no server.
+            with open(self.log, "ab") as log:
+                self.proc = subprocess.Popen(
+                    [str(self.bin_dir / "postgres"), "-D", str(self.data), "-p", str(self.port),
+                     "-k", str(self.root), "-c", "listen_addresses=127.0.0.1",
+                     "-c", "fsync=off", "-c", "synchronous_commit=off",
+                     "-c", "full_page_writes=off"],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    cwd=self.root, preexec_fn=_die_with_parent, **self._as_server_user())
+            if self._ready():
                 return self
-            except RuntimeError as e:
-                last = e
-        raise RuntimeError(f"PostgreSQL did not start: {last}")
+            self._shutdown()
+        log_text = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+        raise RuntimeError(f"PostgreSQL did not start:\n{log_text}")
+
+    def _ready(self, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is None or self.proc.poll() is not None:
+                return False
+            try:
+                psycopg.connect(host="127.0.0.1", port=self.port, user=SUPERUSER,
+                                dbname="postgres", connect_timeout=2).close()
+                return True
+            except psycopg.OperationalError:
+                time.sleep(0.1)
+        return False
+
+    def _shutdown(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)   # immediate shutdown: nothing to keep
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
 
     def stop(self) -> None:
         try:
-            if (self.data / "postmaster.pid").exists():
-                self._run(str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m",
-                          "immediate", "-w", "stop", check=False)
+            self._shutdown()
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 

@@ -4,8 +4,11 @@ absence fails the suite under CI but only skips it elsewhere."""
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -55,3 +58,30 @@ def test_missing_postgres_skips_locally_and_fails_under_ci() -> None:
     assert ci.returncode == 1, ci.stdout
     assert ci.stdout.startswith(".E"), ci.stdout   # an error in the fixture, not a skip
     assert "PostgreSQL is required under CI" in ci.stdout
+
+
+def test_a_killed_test_run_leaves_no_server_behind(postgres: object) -> None:
+    if isinstance(postgres, str):
+        pytest.skip(postgres)
+    code = ("import sys, time\n"
+            "from tests.state.pg import PostgresServer, find_bin\n"
+            "s = PostgresServer(find_bin()).start()\n"
+            "print(s.proc.pid, s.root, flush=True)\n"
+            "time.sleep(600)\n")
+    runner = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                              text=True)
+    assert runner.stdout is not None
+    pid_text, root = runner.stdout.readline().split()
+    pid = int(pid_text)
+    try:
+        assert Path(f"/proc/{pid}").exists()
+        runner.kill()                      # SIGKILL: no finalizer runs
+        runner.wait()
+        deadline = time.monotonic() + 60
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not Path(f"/proc/{pid}").exists(), "the postmaster outlived its test run"
+    finally:
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(root, ignore_errors=True)
