@@ -3,8 +3,9 @@
     python tools/support_matrix.py          # rewrite the block in README.md
     python tools/support_matrix.py --check  # exit 1 when README.md is out of date
 
-A function or operator is supported on a backend unless the backend lists it in its
-``UNSUPPORTED`` set. Every entry also needs a conformance case (tests/test_completeness.py).
+A function or operator (or Defender function: FileProfile, DeviceFromIP, ...) is supported on a
+backend unless the backend lists it in its ``UNSUPPORTED`` set. Every entry also needs a
+conformance case (tests/test_completeness.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from huntsman.backends.duckdb import DuckDBBackend  # noqa: E402
+from huntsman.compiler.defender import INVOKE_FUNCTIONS, TABLE_FUNCTIONS  # noqa: E402
 from huntsman.kql.functions import ALIASES, FUNCTIONS  # noqa: E402
 from huntsman.kql.parser import OPERATORS, Parser  # noqa: E402
 
@@ -26,6 +28,13 @@ BACKENDS = {"duckdb": DuckDBBackend.UNSUPPORTED}
 
 def supported_operators() -> list[str]:
     return sorted(name for name, fn in OPERATORS.items() if fn is not Parser.op_unsupported)
+
+
+def defender_functions() -> list[tuple[str, str]]:
+    """Defender's built-in functions as (name, how it is called): ``T | invoke F()`` or
+    ``F()`` as a table."""
+    return sorted([(name, f"`T \\| invoke {name}()`") for name in INVOKE_FUNCTIONS]
+                  + [(name, f"`{name}()`") for name in TABLE_FUNCTIONS])
 
 
 def matrix() -> str:
@@ -41,6 +50,9 @@ def matrix() -> str:
         label = f"`{name}`" + (f" (= `{ALIASES[name]}`)" if name in ALIASES else "")
         marks = ["no" if name in BACKENDS[b] else "yes" for b in cols]
         lines.append(f"| {kind} | {label} | " + " | ".join(marks) + " |")
+    for name, usage in defender_functions():
+        marks = ["no" if name in BACKENDS[b] else "yes" for b in cols]
+        lines.append(f"| Defender function | {usage} | " + " | ".join(marks) + " |")
     lines += ["", END]
     return "\n".join(lines)
 

@@ -8,6 +8,15 @@ operators run on the expanded rows with the compiler in *partition* mode
 ``sample`` and the window functions work per row id, so each record's subtable is processed on
 its own. The result is joined back to the numbered records for the columns the subquery dropped.
 
+The common subqueries take a fast path instead (:mod:`huntsman.compiler.mv_apply_fast`): each record's array stays a
+DuckDB list, and ``where``, ``take``, ``top``/``sort`` by one key, ``extend`` and ``project``
+become ``list_filter``, ``list_slice``, ``list_min``/``list_position`` or
+``list_grade_up``/``list_select`` and ``list_transform`` over it; a final ``summarize`` without
+``by`` (count, sum, min, max, avg, make_list, make_set, dcount, countif, take_any and their
+``_if`` forms) or ``count`` becomes list aggregates, and the rest is one ``unnest``. No
+numbering, no window, no join back. Any other shape (and any expression that needs a window,
+an aggregate of its own or a subquery) takes the general path.
+
 The result schema follows Kusto.Language's binder: the input columns (less those expanded under
 their own name), then the subquery's columns, a column of the same name replacing the input's.
 """
@@ -20,6 +29,7 @@ from typing import TYPE_CHECKING
 from sqlglot import exp
 
 from huntsman.compiler.expand import compile_mv_expand
+from huntsman.compiler.mv_apply_fast import try_fast
 from huntsman.compiler.scope import Col, Env, Rel
 from huntsman.kql import ast as A
 from huntsman.kql.functions.sql import alias, col
@@ -42,6 +52,9 @@ def compile_mv_apply(c: Compiler, rel: Rel, op: A.MvApply, env: Env) -> Rel:
         if not ne.names and not isinstance(ne.expr, A.Name):
             raise c.semantic_error("mv-apply: name an expanded expression that is not a "
                                    "column (Name = expression)", ne.pos)
+    fast = try_fast(c, rel, op, env)
+    if fast is not None:
+        return fast
     # number the records once
     taken = set(rel.physical)
     rid = c.namer.physical("__rid", taken)
@@ -65,6 +78,11 @@ def compile_mv_apply(c: Compiler, rel: Rel, op: A.MvApply, env: Env) -> Rel:
     c.partition_col, c.partition_source = rid, numbered
     try:
         for sub_op in op.subquery:
+            if isinstance(sub_op, A.Count):
+                # count gives a row for an empty subtable too, as summarize count() does
+                sub_op = A.Summarize([A.NamedExpr(A.Call("count", [], pos=sub_op.pos),
+                                                  [sub_op.name], sub_op.pos)], [],
+                                     pos=sub_op.pos)
             method = getattr(c, f"visit_{type(sub_op).__name__}")
             sub = method(sub, sub_op, env)
     finally:

@@ -30,6 +30,7 @@ from huntsman.kql.functions.convert import json_value, to_string
 from huntsman.kql.functions.dynamic_fns import bind, field, fresh, ref, struct
 from huntsman.kql.functions.sql import (
     Arg,
+    alias,
     and_,
     case,
     cast,
@@ -593,23 +594,50 @@ GEOIP_BLOCK_BITS = 16
 def _geo_info(ctx: LowerContext, a: Args) -> exp.Expr:
     """A bag {country, state, city, latitude, longitude} for an IPv4 address (the DB-IP City
     Lite data in ``__geoip_v4``); null when the address is unknown, invalid or IPv6."""
-    v = field(ipv4(a[0]), "v")
     t = exp.to_identifier(GEOIP_TABLE, quoted=True)
-    g = "__geo"
+    g, p = "__geo", "__geoip"
 
-    def c(name: str) -> exp.Expr:
+    def c(name: str, table: str = g) -> exp.Expr:
         return exp.Column(this=exp.to_identifier(name, quoted=True),
-                          table=exp.to_identifier(g, quoted=True))
-    bag = fn("json_object", s("country"), c("country"), s("state"), c("state"), s("city"),
-             c("city"), s("latitude"), c("latitude"), s("longitude"), c("longitude"))
-    def lookup(w: list[exp.Expr]) -> exp.Expr:
-        ip, = w
-        sub = exp.select(bag).from_(exp.alias_(exp.Table(this=t), g, quoted=True), copy=False) \
-            .where(and_(c("block").eq(_shr(ip, n(GEOIP_BLOCK_BITS))),
-                        exp.LTE(this=c("start_ip"), expression=ip),
-                        exp.GTE(this=c("end_ip"), expression=ip)), copy=False)
-        return cast(exp.Subquery(this=sub), "JSON")
-    return lookup([v])
+                          table=exp.to_identifier(table, quoted=True))
+    # The address is parsed inside the subquery, which depends on the text alone: DuckDB
+    # decorrelates it into one equality join on the /16 block (evaluated once per distinct
+    # text) followed by the range check. The bag is a struct turned into JSON only for the
+    # matched row (a JSON payload carried through the join costs more than the join).
+    ip = c("v", p)
+    bag = struct(country=c("country"), state=c("state"), city=c("city"),
+                 latitude=c("latitude"), longitude=c("longitude"))
+    parsed = exp.select(alias(_geo_ipv4(a[0]), "v"))
+    sub = exp.select(bag) \
+        .from_(exp.Subquery(this=parsed, alias=exp.TableAlias(
+            this=exp.to_identifier(p, quoted=True))), copy=False) \
+        .join(exp.alias_(exp.Table(this=t), g, quoted=True), on=and_(
+            c("block").eq(_shr(ip, n(GEOIP_BLOCK_BITS))),
+            exp.LTE(this=c("start_ip"), expression=ip.copy()),
+            exp.GTE(this=c("end_ip"), expression=ip.copy())), join_type="INNER", copy=False)
+    return cast(fn("to_json", exp.Subquery(this=sub)), "JSON")
+
+
+_GEO_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]|0[0-9]{1,2})"
+_GEO_IPV4 = rf"{_GEO_OCTET}(?:\.{_GEO_OCTET}){{3}}(?:/(?:3[0-2]|[12]?[0-9]|0[0-9]))?"
+"""What :func:`ipv4` accepts (after trimming): four octets of 1-3 digits up to 255, an optional
+/0-32 prefix of 1-2 digits."""
+
+
+def _geo_ipv4(a: Arg) -> exp.Expr:
+    """The address of an IPv4 text as a number (the prefix ignored), NULL when it does not parse
+    as :func:`ipv4` would; one regex test and four ``split_part`` instead of capture groups."""
+    if a.is_const and isinstance(a.const, str):
+        return field(ipv4(a), "v")
+    text = fn("trim", to_string(a) if a.type != "string" else a.sql)
+    addr = fn("split_part", text, s("/"), n(1))
+    value: exp.Expr = n(0)
+    for k in range(4):
+        octet = cast(fn("split_part", addr.copy(), s("."), n(k + 1)), "BIGINT", safe=True)
+        value = octet if k == 0 else exp.Add(this=exp.Mul(this=_w(value), expression=n(256)),
+                                               expression=octet)
+    return case([(fn("regexp_full_match", text.copy(), s(_GEO_IPV4)), value)],
+                _null("BIGINT"))
 
 
 def _geo_record(rec: Any) -> tuple[str, str, str, str, float | None, float | None]:
