@@ -23,6 +23,7 @@ from huntsman.compiler.scope import (
 from huntsman.kql import ast as A
 from huntsman.kql.functions import FUNCTIONS, Function
 from huntsman.kql.functions.convert import convert, json_text, json_value, to_string
+from huntsman.kql.functions.network import GEO_FIELDS, geo_field
 from huntsman.kql.functions.sql import (
     NOCONST,
     Arg,
@@ -177,6 +178,11 @@ class ScalarCompiler:
     # ------------------------------------------------------------ dynamic access
 
     def visit_Member(self, e: A.Member) -> Arg:
+        if (isinstance(e.obj, A.Call) and e.obj.name == "geo_info_from_ip_address"
+                and e.name in GEO_FIELDS and len(e.obj.args) == 1 and not any(e.obj.arg_names)):
+            # one field of the place: read that column alone instead of building the bag
+            self.compile(e.obj)  # the call's own checks (argument type, errors)
+            return Arg(geo_field(self.compile(e.obj.args[0]), e.name), "dynamic")
         base = self.compile(e.obj)
         return self.json_path(base, f".{json_key(e.name)}", e)
 

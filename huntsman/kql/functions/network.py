@@ -594,28 +594,46 @@ GEOIP_BLOCK_BITS = 16
 def _geo_info(ctx: LowerContext, a: Args) -> exp.Expr:
     """A bag {country, state, city, latitude, longitude} for an IPv4 address (the DB-IP City
     Lite data in ``__geoip_v4``); null when the address is unknown, invalid or IPv6."""
+    def c(name: str) -> exp.Expr:
+        return exp.Column(this=exp.to_identifier(name, quoted=True),
+                          table=exp.to_identifier("__geo", quoted=True))
+    # The address is parsed inside the subquery, which depends on the text alone: DuckDB
+    # decorrelates it into one equality join on the /16 block (evaluated once per distinct
+    # text) followed by the range check. The bag is a struct turned into JSON only for the
+    # matched row (a JSON payload carried through the join costs more than the join).
+    bag = struct(country=c("country"), state=c("state"), city=c("city"),
+                 latitude=c("latitude"), longitude=c("longitude"))
+    return cast(fn("to_json", _geo_lookup(a[0], bag)), "JSON")
+
+
+GEO_FIELDS = ("country", "state", "city", "latitude", "longitude")
+
+
+def geo_field(a: Arg, name: str) -> exp.Expr:
+    """``geo_info_from_ip_address(a).<name>`` (one of :data:`GEO_FIELDS`) read straight from
+    the range table as JSON, without building the whole bag: same value, a third of the work."""
+    col = exp.Column(this=exp.to_identifier(name, quoted=True),
+                     table=exp.to_identifier("__geo", quoted=True))
+    return cast(fn("to_json", _geo_lookup(a, col)), "JSON")
+
+
+def _geo_lookup(a: Arg, value: exp.Expr) -> exp.Subquery:
     t = exp.to_identifier(GEOIP_TABLE, quoted=True)
     g, p = "__geo", "__geoip"
 
     def c(name: str, table: str = g) -> exp.Expr:
         return exp.Column(this=exp.to_identifier(name, quoted=True),
                           table=exp.to_identifier(table, quoted=True))
-    # The address is parsed inside the subquery, which depends on the text alone: DuckDB
-    # decorrelates it into one equality join on the /16 block (evaluated once per distinct
-    # text) followed by the range check. The bag is a struct turned into JSON only for the
-    # matched row (a JSON payload carried through the join costs more than the join).
     ip = c("v", p)
-    bag = struct(country=c("country"), state=c("state"), city=c("city"),
-                 latitude=c("latitude"), longitude=c("longitude"))
-    parsed = exp.select(alias(_geo_ipv4(a[0]), "v"))
-    sub = exp.select(bag) \
+    parsed = exp.select(alias(_geo_ipv4(a), "v"))
+    sub = exp.select(value) \
         .from_(exp.Subquery(this=parsed, alias=exp.TableAlias(
             this=exp.to_identifier(p, quoted=True))), copy=False) \
         .join(exp.alias_(exp.Table(this=t), g, quoted=True), on=and_(
             c("block").eq(_shr(ip, n(GEOIP_BLOCK_BITS))),
             exp.LTE(this=c("start_ip"), expression=ip.copy()),
             exp.GTE(this=c("end_ip"), expression=ip.copy())), join_type="INNER", copy=False)
-    return cast(fn("to_json", exp.Subquery(this=sub)), "JSON")
+    return exp.Subquery(this=sub)
 
 
 _GEO_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9]|0[0-9]{1,2})"
