@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import huntsman
+from huntsman.store import formats
 from huntsman.store import ingest as ingest_module
 from huntsman.store.coerce import MAX_KEY_LISTS, coerce_value, coercer
 
@@ -107,10 +108,16 @@ def test_duplicates_within_one_batch_are_dropped_and_counted(db: huntsman.Databa
     assert (rep.accepted, rep.duplicates) == (2, 0)
 
 
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files read a few lines at a time, written a few rows at a time (as large ones are)."""
+    monkeypatch.setattr(formats.read_ndjson, "__defaults__", (300,))
+    monkeypatch.setattr(ingest_module, "FLUSH_ROWS", 7)
+
+
 def test_duplicates_across_the_parts_of_one_batch(db: huntsman.Database, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     """A large batch is written in parts; a row repeating one of an earlier part is dropped."""
-    monkeypatch.setattr(ingest_module, "FLUSH_ROWS", 7)
+    small_parts(monkeypatch)
     t = "2024-01-15T10:00:00Z"
     keys = [(r % 20, t) for r in range(50)]  # 20 distinct rows, each two or three times
     f = tmp_path / "e.ndjson"
@@ -120,6 +127,7 @@ def test_duplicates_across_the_parts_of_one_batch(db: huntsman.Database, tmp_pat
     assert count(db) == 20
     again = db.ingest("DeviceProcessEvents", f)
     assert (again.accepted, again.duplicates) == (0, 50)
+    assert len(list(formats.read_ndjson(f, None))) > 5  # it was read in several parts
 
 
 def test_cli_summary_shows_duplicates_within_a_file(tmp_path: Path) -> None:
@@ -148,3 +156,31 @@ def test_unknown_keys_among_many_record_shapes(db: huntsman.Database, tmp_path: 
     assert (rep.accepted, rep.rejected) == (len(lines) - 1, 1)
     assert rep.rejections[0].line == 201
     assert "unknown column(s) 'AmountSpent'" in rep.rejections[0].reason
+
+
+def test_a_failed_insert_rolls_the_whole_batch_back(db: huntsman.Database, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parts are written on a thread of their own: its failure still fails the batch."""
+    from huntsman.backends.duckdb import DuckDBBackend
+    from huntsman.errors import HuntsmanError
+
+    small_parts(monkeypatch)
+    real = DuckDBBackend._insert
+    calls = []
+
+    def failing(self: DuckDBBackend, *args: Any) -> int:
+        calls.append(1)
+        if len(calls) == 3:
+            raise HuntsmanError("disk full (injected)")
+        return real(self, *args)
+
+    monkeypatch.setattr(DuckDBBackend, "_insert", failing)
+    f = tmp_path / "e.ndjson"
+    f.write_text("".join(json.dumps(e) + "\n" for e in events(
+        [(r, "2024-01-15T10:00:00Z") for r in range(40)])))
+    with pytest.raises(HuntsmanError, match="disk full"):
+        db.ingest("DeviceProcessEvents", f, batch_id="b1")
+    assert len(calls) == 3  # two parts written, the third failed
+    assert count(db) == 0 and "b1" not in db.batches()
+    monkeypatch.setattr(DuckDBBackend, "_insert", real)
+    assert db.ingest("DeviceProcessEvents", f, batch_id="b1").accepted == 40
