@@ -336,8 +336,10 @@ class Ingestion:
         assert chunk.records is not None
         recs = chunk.records
         if recs and all(isinstance(r, Mapping) for r in recs):
+            # every key of every record (from_pylist would take the first record's keys only)
+            keys = list(dict.fromkeys(k for r in recs for k in r))
             try:
-                data = pa.Table.from_pylist(recs)
+                data = pa.table({k: pa.array([r.get(k) for r in recs]) for k in keys})
             except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
                 data = None
             if data is not None and not any(

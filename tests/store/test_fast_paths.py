@@ -184,3 +184,20 @@ def test_a_failed_insert_rolls_the_whole_batch_back(db: huntsman.Database, tmp_p
     assert count(db) == 0 and "b1" not in db.batches()
     monkeypatch.setattr(DuckDBBackend, "_insert", real)
     assert db.ingest("DeviceProcessEvents", f, batch_id="b1").accepted == 40
+
+
+def test_records_with_different_keys_keep_every_value() -> None:
+    """A key missing from the first record is still read from the others (Arrow's from_pylist
+    would infer the columns from the first record alone and drop the value silently)."""
+    import huntsman
+    db = huntsman.connect()
+    ts = "2026-01-01T00:00:00Z"
+    report = db.ingest("DeviceProcessEvents", [
+        {"Timestamp": ts, "DeviceId": "a", "ReportId": 1},
+        {"Timestamp": ts, "DeviceId": "b", "ReportId": 2, "ProcessCommandLine": "whoami /all"},
+        {"Timestamp": ts, "DeviceId": "c", "ReportId": 3, "FileSize": 42},
+    ])
+    assert report.accepted == 3
+    rows = db.query("DeviceProcessEvents | order by DeviceId asc "
+                    "| project DeviceId, ProcessCommandLine, FileSize").rows
+    assert rows == [("a", "", None), ("b", "whoami /all", None), ("c", "", 42)]
