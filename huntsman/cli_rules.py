@@ -113,7 +113,7 @@ def create(path: Path = typer.Argument(..., help="A rule file (.yaml) or a folde
 
 
 @rules_app.command("test")
-def test(rule: str | None = typer.Argument(None, help="A rule file or folder (default: the "
+def run_examples(rule: str | None = typer.Argument(None, help="A rule file or folder (default: the "
                                            "built-in rules); with --since, also a saved "
                                            "rule's name."),
          since: str | None = typer.Option(None, "--since", help="Backtest over this much "

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+from sqlglot import exp
 
 from huntsman.backends.base import INGESTION_TIME
 from huntsman.detections.model import Rule
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("huntsman.detections")
 _FAR_FUTURE = datetime(9999, 1, 1)
 RECOMPILE_AFTER = timedelta(seconds=60)
-"""A compiled rule is reused this long (``ago()`` in a rule moves with the clock)."""
+"""A compiled rule whose SQL depends on the clock (``ago()``, ``now()``) is reused this long;
+others are compiled once."""
 
 
 @dataclass
@@ -45,20 +47,30 @@ class _Continuous:
     table: str
     compiled: CompiledQuery | None = None
     compiled_at: datetime | None = None
+    prefilter: str | None = None
     health_at: float = 0.0
 
 
 class ContinuousEvaluator:
     """Runs the continuous rules of ``service``'s tenants on each committed batch."""
 
-    def __init__(self, service: DetectionService, health_interval: float = 60.0):
+    def __init__(self, service: DetectionService, health_interval: float = 60.0,
+                 background: bool = False):
         self.service = service
         self.health_interval = health_interval
+        self.background = background
+        """Evaluate on a worker thread right after ``ingest`` returns (batches that queue up
+        meanwhile are evaluated together), instead of inside the ingest call."""
         self._rules: dict[str, list[_Continuous]] = {}
         self._scratch = Database(threads=1)
         self._lock = threading.Lock()
         self._attached: dict[str, Database] = {}
         self.evaluated_batches = 0
+        self._queue: list[tuple[str, dict[str, pa.Table]]] = []
+        self._pending = 0
+        self._cv = threading.Condition()
+        self._worker: threading.Thread | None = None
+        self._stopping = False
         service.on_rules_changed.append(self.refresh)
 
     def start(self) -> ContinuousEvaluator:
@@ -69,10 +81,22 @@ class ContinuousEvaluator:
         return self
 
     def close(self) -> None:
+        """Stop listening (evaluating what is queued first)."""
         for db in self._attached.values():
             db.remove_commit_listener(self._on_commit)
         self._attached.clear()
+        with self._cv:
+            self._stopping = True
+            self._cv.notify_all()
+        if self._worker is not None:
+            self._worker.join(60)
+            self._worker = None
         self._scratch.close()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every queued batch is evaluated (background mode); False on timeout."""
+        with self._cv:
+            return self._cv.wait_for(lambda: self._pending == 0, timeout)
 
     def refresh(self, tenant: str) -> None:
         """Re-read ``tenant``'s continuous rules (after a rule changed)."""
@@ -94,7 +118,38 @@ class ContinuousEvaluator:
             self._attached[tenant] = db
 
     def _on_commit(self, db: Database, tables: dict[str, pa.Table]) -> None:
-        self.evaluate(db.name, tables)
+        if not self.background:
+            self.evaluate(db.name, tables)
+            return
+        with self._cv:
+            self._queue.append((db.name, tables))
+            self._pending += 1
+            if self._worker is None and not self._stopping:
+                self._worker = threading.Thread(target=self._work, name="huntsman-nrt",
+                                                daemon=True)
+                self._worker.start()
+            self._cv.notify_all()
+
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: bool(self._queue) or self._stopping)
+                if not self._queue:
+                    return
+                items, self._queue = self._queue, []
+            merged: dict[str, dict[str, list[pa.Table]]] = {}
+            for tenant, tables in items:
+                for table, data in tables.items():
+                    merged.setdefault(tenant, {}).setdefault(table, []).append(data)
+            for tenant, parts in merged.items():
+                try:
+                    self.evaluate(tenant, {t: pa.concat_tables(p, promote_options="default")
+                                           for t, p in parts.items()})
+                except Exception:
+                    log.exception("continuous rules of tenant %s failed on a batch", tenant)
+            with self._cv:
+                self._pending -= len(items)
+                self._cv.notify_all()
 
     def evaluate(self, tenant: str, tables: dict[str, pa.Table],
                  now: datetime | None = None) -> list[RunResult]:
@@ -110,7 +165,11 @@ class ContinuousEvaluator:
                     continue
                 self._scratch.backend.append(table, data)
                 try:
+                    run = self._candidates(table, mine, now)
                     for r in mine:
+                        if not any(r is c for c in run):   # its filter matched no row
+                            matched.append((r, [], 0.0, None))
+                            continue
                         t0 = time.perf_counter()
                         try:
                             rows = self._run(r, now)
@@ -136,12 +195,102 @@ class ContinuousEvaluator:
             results.append(result)
         return results
 
-    def _run(self, r: _Continuous, now: datetime) -> list[dict[str, Any]]:
+    def _candidates(self, table: str, rules: list[_Continuous], now: datetime
+                    ) -> list[_Continuous]:
+        """The rules that may match the batch now in the scratch table.
+
+        Running a query costs milliseconds even on few rows, so the first ``where`` of every
+        rule is evaluated in one scan (``bool_or(predicate)`` per rule) and only the rules
+        with a candidate row run in full. (Sound because a continuous rule is row by row: a
+        row its first filter drops cannot reach its result; the check may let more rows
+        through than the filter, never fewer.) Rules whose first step is not a filter always
+        run."""
+        checks: list[tuple[_Continuous, str]] = []
+        always: list[_Continuous] = []
+        for r in rules:
+            self._compile(r, now)
+            pred = r.prefilter
+            if pred is None:
+                always.append(r)
+            else:
+                checks.append((r, pred))
+        if len(checks) < 2:
+            return always + [r for r, _ in checks]
+        sql = "SELECT " + ", ".join(f"bool_or({pred}) AS m{i}"
+                                    for i, (_, pred) in enumerate(checks)) + \
+            f" FROM {_quoted(table)}"
+        try:
+            flags = self._scratch.backend.execute(sql).to_pylist()[0]
+        except Exception:  # the combined check failed: run every rule on its own
+            log.exception("the combined filter of continuous rules on %s failed", table)
+            return always + [r for r, _ in checks]
+        return always + [r for i, (r, _) in enumerate(checks) if flags.get(f"m{i}")]
+
+    def _compile(self, r: _Continuous, now: datetime) -> None:
+        if r.compiled is not None and r.compiled_at is None:
+            return  # its SQL does not depend on the clock
         if r.compiled is None or r.compiled_at is None or now - r.compiled_at > RECOMPILE_AFTER \
                 or now < r.compiled_at:
             r.compiled = self._scratch.compile(r.rule.query, now)
             r.compiled_at = now
+            r.prefilter = _first_filter(r.compiled, r.table)
+            if self._scratch.compile(r.rule.query, now + timedelta(days=1)).sql \
+                    == r.compiled.sql:
+                r.compiled_at = None
+
+    def _run(self, r: _Continuous, now: datetime) -> list[dict[str, Any]]:
+        self._compile(r, now)
+        assert r.compiled is not None
         table = self._scratch.backend.run(r.compiled)
         if table.num_rows == 0:
             return []
         return QueryResult(table, r.compiled, QueryStats()).to_dicts()
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _first_filter(compiled: CompiledQuery, table: str) -> str | None:
+    """The SQL predicate of a compiled query's first step when that step is
+    ``SELECT * FROM <table> WHERE <predicate>`` (else None)."""
+    tree = compiled.expression
+    if tree is None:
+        return None
+    with_ = tree.args.get("with_") or tree.args.get("with")
+    ctes = with_.expressions if isinstance(with_, exp.With) else []
+    select = ctes[0].this if ctes else None
+    if not isinstance(select, exp.Select) or len(select.expressions) != 1 \
+            or not isinstance(select.expressions[0], exp.Star):
+        return None
+    where = select.args.get("where")
+    source = select.args.get("from_") or select.args.get("from")
+    if where is None or source is None \
+            or not isinstance(source.this, (exp.Table, exp.Identifier)) \
+            or source.this.name != table:
+        return None
+    if any(select.args.get(k) for k in ("joins", "group", "having", "qualify", "limit",
+                                        "order", "distinct")):
+        return None
+    return str(_lazy(where.this).sql(dialect="duckdb"))
+
+
+def _lazy(pred: exp.Expr) -> exp.Expr:
+    """A cheap filter that passes every row ``pred`` passes: its top-level AND/OR become CASE,
+    which DuckDB evaluates lazily (inside an aggregate it evaluates both sides of AND/OR on
+    every row), and regular-expression matches reached through AND/OR only become TRUE (each
+    Unicode-class regex costs milliseconds to prepare per query; ``has`` puts a cheap ILIKE
+    before its regex, which remains). A row that fails the result fails ``pred``; a NULL
+    condition fails either way. Below NOT and other operators nothing changes."""
+    while isinstance(pred, exp.Paren):
+        pred = pred.this
+    if isinstance(pred, exp.And):
+        return exp.Case(ifs=[exp.If(this=_lazy(pred.left), true=_lazy(pred.right))],
+                        default=exp.false())
+    if isinstance(pred, exp.Or):
+        return exp.Case(ifs=[exp.If(this=_lazy(pred.left), true=exp.true())],
+                        default=_lazy(pred.right))
+    if isinstance(pred, exp.RegexpLike) or (isinstance(pred, exp.Anonymous)
+                                            and pred.name.upper() == "REGEXP_MATCHES"):
+        return exp.true()
+    return pred.copy()

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
+from huntsman.detections.model import MAX_LOOKBACK
 from huntsman.detections.service import DetectionService, RunResult
 
 log = logging.getLogger("huntsman.detections")
@@ -33,6 +34,7 @@ class Scheduler:
     def __init__(self, service: DetectionService):
         self.service = service
         self.last: list[RunResult] = []
+        self._pruned: datetime | None = None
 
     def due(self, now: datetime) -> list[tuple[str, str]]:
         """``(tenant, rule id)`` of every enabled scheduled rule due at ``now``, most overdue
@@ -56,7 +58,17 @@ class Scheduler:
             except Exception:  # a rule deleted meanwhile, a tenant gone: the others still run
                 log.exception("could not run rule %s of tenant %s", rule_id, tenant)
         self.last = results
+        self.prune(now)
         return results
+
+    def prune(self, now: datetime) -> int:
+        """Forget (at most hourly) the dedup keys of events first alerted on more than 30 days
+        before ``now``: no lookback reaches them any more (an event is alerted on after it
+        happened, and no run looks back further than 30 days)."""
+        if self._pruned is not None and now - self._pruned < timedelta(hours=1):
+            return 0
+        self._pruned = now
+        return self.service.db.prune_keys(now - MAX_LOOKBACK - timedelta(hours=1))
 
 
 class SchedulerLoop:
@@ -68,6 +80,10 @@ class SchedulerLoop:
         self.passes = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
 
     def start(self) -> SchedulerLoop:
         if self._thread is None:

@@ -180,8 +180,8 @@ class DetectionService:
     def run_rule(self, tenant: str, rule_id: str, now: datetime | None = None) -> RunResult:
         """Run a scheduled rule once, now (the scheduler calls this when it is due)."""
         now = now or datetime.now(UTC)
-        record = self.db.get_rule(tenant, rule_id)
-        with self._rule_lock(record.id):
+        with self._rule_lock(self.db.get_rule(tenant, rule_id).id):
+            record = self.db.get_rule(tenant, rule_id)   # its health as of now, under the lock
             rule = self.rule_of(record)
             schedule = rule.schedule()
             window = self.lookback_window(record, rule, now)

@@ -83,13 +83,14 @@ class Detections:
 
     def __init__(self, store: Store, state: State, *,
                  correlation_window: timedelta = DEFAULT_WINDOW, max_alerts_per_run: int = 150,
-                 scheduler_interval: float = 30.0, timeout: float | None = 600.0):
+                 scheduler_interval: float = 30.0, timeout: float | None = 600.0,
+                 nrt_background: bool = False):
         self.incidents = IncidentService(state, window=correlation_window)
         self.service = DetectionService(store, state, on_alerts=self.incidents.correlate,
                                         max_alerts_per_run=max_alerts_per_run,
                                         timeout=timeout)
         self.scheduler = Scheduler(self.service)
-        self.continuous = ContinuousEvaluator(self.service)
+        self.continuous = ContinuousEvaluator(self.service, background=nrt_background)
         self.loop = SchedulerLoop(self.scheduler, scheduler_interval)
         self._started = False
 

@@ -199,6 +199,8 @@ def test_continuous_rule_through_the_api(server: tuple[TestClient, Auth, Store])
     assert r.status_code == 201 and r.json()["schedule"]["period"] == "NRT"
     store.tenant(TENANT).ingest("DeviceProcessEvents", [
         {**proc(0, 1), "Timestamp": datetime.now(UTC)}])
+    # the server evaluates continuous rules on a worker thread right after the ingest call
+    assert client.app.state.detections.continuous.flush(30)   # type: ignore[attr-defined]
     alerts = client.get("/api/alerts", headers=auth("viewer")).json()["value"]
     assert [a["title"] for a in alerts] == ["evil.exe on dev1.contoso.local"]
 
@@ -213,3 +215,31 @@ def test_backtest_api(server: tuple[TestClient, Auth, Store]) -> None:
                     headers=auth("analyst"))
     assert r.status_code == 200 and len(r.json()["alerts"]) == 1
     assert client.get("/api/alerts", headers=auth("viewer")).json()["value"] == []
+
+
+def test_the_servers_lifespan_runs_the_scheduler(tmp_path: Path) -> None:
+    import time
+
+    from huntsman.incidents.service import Detections
+    store, state = Store(tmp_path), State(data_dir=tmp_path)
+    state.create_tenant(TENANT)
+    info, secret = state.create_app(TENANT, "a", ["analyst"])
+    app = create_app(ServerSettings(data_dir=tmp_path, store=store, state=state,
+                                    cookie_secure=False))
+    app.state.detections = det = Detections(store, state, scheduler_interval=0.05)
+    with TestClient(app) as client:            # the lifespan starts the scheduler
+        token = client.post("/oauth2/token", data={
+            "grant_type": "client_credentials", "client_id": info.client_id,
+            "client_secret": secret}).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        rule = client.post("/api/v1/detectionrules", json=EVIL, headers=headers).json()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and client.get(
+                f"/api/v1/detectionrules/{rule['id']}",
+                headers=headers).json()["lastRunDetails"]["status"] == "NotRun":
+            time.sleep(0.05)
+        got = client.get(f"/api/v1/detectionrules/{rule['id']}", headers=headers).json()
+        assert got["lastRunDetails"]["status"] == "Ok"
+    assert not det.loop.running                 # stopped with the server
+    store.close()
+    state.close()

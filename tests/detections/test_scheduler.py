@@ -93,3 +93,17 @@ def test_background_loop_runs_due_rules(det: Detections) -> None:
         time.sleep(0.05)
     det.close()
     assert det.service.get_rule(TENANT, rule.id).health.runs == 1
+
+
+def test_old_dedup_keys_are_forgotten(det: Detections, store: Store) -> None:
+    store.tenant(TENANT).ingest("DeviceProcessEvents", [proc(10, 1)])
+    rule = det.service.create_rule(TENANT, "alice", EVIL, now=NOW)
+    det.scheduler.run_once(NOW)
+    from huntsman.detections.alerts import event_key
+    rows = det.service.db.list_alerts(TENANT).items[0].evidence
+    assert len(rows) == 1
+    stored = det.service.db.seen_keys(TENANT, rule.id, [event_key(
+        {**rows[0], "Timestamp": NOW - timedelta(minutes=10)})])
+    assert len(stored) == 1
+    assert det.scheduler.prune(NOW + timedelta(days=30)) == 0        # still within reach
+    assert det.scheduler.prune(NOW + timedelta(days=32)) == 1

@@ -48,7 +48,8 @@ def _detections(app: Any) -> Detections:
         with _LOCK:
             found = getattr(st, "detections", None)
             if found is None:
-                found = Detections(st.store, st.state)
+                # continuous rules run right after each ingest call, on a worker thread
+                found = Detections(st.store, st.state, nrt_background=True)
                 st.detections = found
     return found  # type: ignore[no-any-return]
 
