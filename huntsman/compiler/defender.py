@@ -20,10 +20,10 @@ from __future__ import annotations
 import functools
 import pickle
 from collections.abc import Callable
-from dataclasses import fields, is_dataclass
 from typing import TYPE_CHECKING, Any
 
 from huntsman.compiler.scope import Env, Rel, RelBinding, ScalarBinding
+from huntsman.compiler.stored import map_positions
 from huntsman.kql import ast as A
 from huntsman.kql.functions.sql import literal
 from huntsman.kql.parser import parse
@@ -345,25 +345,5 @@ def _run_template(c: Compiler, text: str, pos: int, rel: Rel | None,
 def _parse_template(text: str, pos: int) -> bytes:
     """The parsed template with every position set to the call's, pickled."""
     script = parse(text)
-    _set_positions(script, pos)
+    map_positions(script, lambda _: pos)
     return pickle.dumps(script, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _set_positions(node: Any, pos: int) -> None:
-    seen: set[int] = set()
-
-    def walk(x: Any) -> None:
-        if isinstance(x, (list, tuple)):
-            for v in x:
-                walk(v)
-            return
-        if not is_dataclass(x) or isinstance(x, type) or id(x) in seen:
-            return
-        seen.add(id(x))
-        for f in fields(x):
-            if f.name == "pos":
-                object.__setattr__(x, "pos", pos)
-            else:
-                walk(getattr(x, f.name))
-
-    walk(node)

@@ -8,7 +8,7 @@ with the line and column inside the body, while errors in the query keep their o
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +67,11 @@ def declaration(f: StoredFunction) -> tuple[str, int]:
 
 def shift_positions(node: Any, delta: int) -> None:
     """Add ``delta`` to every ``pos`` in a syntax tree (in place)."""
+    map_positions(node, lambda pos: pos + delta)
+
+
+def map_positions(node: Any, change: Callable[[int], int]) -> None:
+    """Replace every ``pos`` in a syntax tree by ``change(pos)`` (in place)."""
     seen: set[int] = set()
 
     def walk(x: Any) -> None:
@@ -80,7 +85,7 @@ def shift_positions(node: Any, delta: int) -> None:
         for f in fields(x):
             v = getattr(x, f.name)
             if f.name == "pos" and isinstance(v, int):
-                object.__setattr__(x, "pos", v + delta)
+                object.__setattr__(x, "pos", change(v))
             else:
                 walk(v)
 

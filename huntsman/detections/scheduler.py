@@ -19,11 +19,11 @@ every ``interval`` seconds on a daemon thread (``huntsman serve`` starts one).
 from __future__ import annotations
 
 import logging
-import threading
 from datetime import UTC, datetime, timedelta
 
 from huntsman.detections.model import MAX_LOOKBACK
 from huntsman.detections.service import DetectionService, RunResult
+from huntsman.store.retention import BackgroundJob
 
 log = logging.getLogger("huntsman.detections")
 
@@ -71,40 +71,9 @@ class Scheduler:
         return self.service.db.prune_keys(now - MAX_LOOKBACK - timedelta(hours=1))
 
 
-class SchedulerLoop:
-    """Calls ``scheduler.run_once()`` every ``interval`` seconds until ``stop()``."""
-
-    def __init__(self, scheduler: Scheduler, interval: float = 30.0):
-        self.scheduler = scheduler
-        self.interval = interval
-        self.passes = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None
-
-    def start(self) -> SchedulerLoop:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="huntsman-rule-scheduler",
-                                            daemon=True)
-            self._thread.start()
-        return self
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.scheduler.run_once()
-            except Exception:
-                log.exception("the rule scheduler's pass failed; it runs again in %ss",
-                              self.interval)
-            self.passes += 1
-            self._stop.wait(self.interval)
-
-    def stop(self, timeout: float | None = 30.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+def scheduler_loop(scheduler: Scheduler, interval: float = 30.0) -> BackgroundJob:
+    """A thread calling ``scheduler.run_once()`` every ``interval`` seconds (``start()`` /
+    ``stop()``); a failed pass is logged and retried on the next one."""
+    def failed(_: BaseException) -> None:
+        log.exception("the rule scheduler's pass failed; it runs again in %ss", interval)
+    return BackgroundJob(scheduler, interval, on_error=failed, name="huntsman-rule-scheduler")

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from huntsman.detections.nrt import ContinuousEvaluator
-from huntsman.detections.scheduler import Scheduler, SchedulerLoop
+from huntsman.detections.scheduler import Scheduler, scheduler_loop
 from huntsman.detections.service import DetectionService
 from huntsman.state.detections import AlertInfo, DetectionStore, IncidentInfo
 
@@ -91,7 +91,7 @@ class Detections:
                                         timeout=timeout)
         self.scheduler = Scheduler(self.service)
         self.continuous = ContinuousEvaluator(self.service, background=nrt_background)
-        self.loop = SchedulerLoop(self.scheduler, scheduler_interval)
+        self.loop = scheduler_loop(self.scheduler, scheduler_interval)
         self._started = False
 
     def start(self, scheduler: bool = True) -> Detections:

@@ -60,18 +60,24 @@ class BackgroundJob:
     """Runs ``job.run_once()`` now and then every ``interval`` seconds until ``stop()``."""
 
     def __init__(self, job: Job, interval: float = 3600.0,
-                 on_error: Callable[[BaseException], None] | None = None):
+                 on_error: Callable[[BaseException], None] | None = None,
+                 name: str | None = None):
         self.job = job
         self.interval = interval
         self.on_error = on_error
+        self.name = name or type(self.job).__name__
         self.runs = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None
+
     def start(self) -> BackgroundJob:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name=type(self.job).__name__,
-                                            daemon=True)
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
             self._thread.start()
         return self
 
