@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlglot import exp
 
@@ -314,11 +314,19 @@ def _reshape(c: Compiler, el: _Elems, op: A.Extend | A.Project, env: Env,
     return fn("list_transform", col(el.lst), lambda_([p], body))
 
 
+_N = TypeVar("_N")
+
+
 def _names(e: A.Expr) -> list[A.Name]:
-    out: list[A.Name] = []
+    return _nodes(e, A.Name)
+
+
+def _nodes(e: Any, kind: type[_N]) -> list[_N]:
+    """Every node of type ``kind`` in a syntax tree, in document order."""
+    out: list[_N] = []
 
     def walk(x: Any) -> None:
-        if isinstance(x, A.Name):
+        if isinstance(x, kind):
             out.append(x)
         if isinstance(x, list):
             for v in x:
@@ -505,17 +513,4 @@ def _listable(e: A.Expr) -> bool:
 
 
 def _calls(e: Any) -> list[A.Call]:
-    out: list[A.Call] = []
-
-    def walk(x: Any) -> None:
-        if isinstance(x, A.Call):
-            out.append(x)
-        if isinstance(x, list):
-            for v in x:
-                walk(v)
-        elif hasattr(x, "__dataclass_fields__"):
-            for f in x.__dataclass_fields__:
-                if f != "pos":
-                    walk(getattr(x, f))
-    walk(e)
-    return out
+    return _nodes(e, A.Call)
