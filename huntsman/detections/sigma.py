@@ -1,6 +1,6 @@
 """Sigma rules → huntsman rules, through pySigma's Kusto backend (Microsoft 365 Defender
-pipeline). pySigma and pySigma-backend-kusto are optional: without them the conversion says how
-to install them.
+pipeline). pySigma and pySigma-backend-kusto are the optional ``sigma`` extra (``pip install
+'huntsman[sigma]'``; part of the dev set): without them the conversion says how to install them.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _modules() -> tuple[Any, Any, Any]:
         )
     except ImportError:
         raise RuleError("importing Sigma rules needs pySigma and pySigma-backend-kusto: "
-                        "pip install pySigma pySigma-backend-kusto") from None
+                        "pip install 'huntsman[sigma]' (pySigma, pySigma-backend-kusto)") from None
     return SigmaCollection, KustoBackend, microsoft_365_defender_pipeline
 
 
