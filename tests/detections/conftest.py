@@ -41,8 +41,7 @@ def det(store: Store, state: State) -> Iterator[Detections]:
 
 def proc(minutes_ago: float, report: int, device: str = "dev1", file: str = "evil.exe",
          **extra: Any) -> dict[str, Any]:
-    """One DeviceProcessEvents row, ``minutes_ago`` before NOW. (Every row has the same keys:
-    ingesting a list of dicts whose first record lacks a key drops that key from the others.)"""
+    """One DeviceProcessEvents row, ``minutes_ago`` before NOW."""
     return {"Timestamp": NOW - timedelta(minutes=minutes_ago), "DeviceId": device,
             "DeviceName": f"{device}.contoso.local", "FileName": file, "ReportId": report,
             "AccountSid": "S-1-5-21-1-2-3-1101", "ProcessCommandLine": file, **extra}
