@@ -69,20 +69,28 @@ class Hint:
                 "column": self.column, "severity": self.severity}
 
 
-def usage_level(cpu_seconds: float, quota_seconds: float | None) -> UsageLevel:
+def usage_level(cpu_seconds: float, quota_seconds: float | None,
+                window_cpu: float | None = None) -> UsageLevel:
     """How heavy one query was against a CPU quota, like Defender's resource-usage indicator:
     ``high`` when it took 10% of the quota or more, ``medium`` from 1%, else ``low``. An
     unlimited quota (None or infinity) makes every query ``low``; a quota of 0 every one
-    ``high``.
+    ``high``. ``window_cpu``, the CPU-seconds the tenant has used in the quota's window (this
+    query included), raises the level to ``high`` when the window is 80% spent and to
+    ``medium`` at 50%.
 
     >>> usage_level(0.5, 600), usage_level(10, 600), usage_level(90, 600), usage_level(90, None)
     ('low', 'medium', 'high', 'low')
+    >>> [usage_level(0.5, 600, window_cpu=spent) for spent in (3, 310, 500)]
+    ['low', 'medium', 'high']
     """
     if quota_seconds is None or math.isinf(quota_seconds):
         return "low"
     if quota_seconds <= 0 or cpu_seconds >= 0.10 * quota_seconds:
         return "high"
-    if cpu_seconds >= 0.01 * quota_seconds:
+    spent = 0.0 if window_cpu is None else window_cpu / quota_seconds
+    if spent >= 0.80:
+        return "high"
+    if cpu_seconds >= 0.01 * quota_seconds or spent >= 0.50:
         return "medium"
     return "low"
 

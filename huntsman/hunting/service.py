@@ -11,7 +11,8 @@
    portal, 100,000 in the API → ``truncated``) and the timeout,
 
 then records the CPU time used and audits the run (who, tenant, query hash, outcome) — both
-written by a background thread (:class:`Recorder`), so that the answer does not wait for them.
+written in batches by a background thread (:class:`Recorder`), so that the answer does not wait
+for them and a query costs one state write only every so often, not one each.
 
 A tenant's limits, functions and CPU usage are cached for ``cache_seconds`` (2 s): changes made
 through the service (``invalidate``) are seen at once, others (``huntsman admin``) within that.
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -36,9 +36,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from huntsman.errors import KqlError, QueryLimitError
-from huntsman.hunting.hints import Hint, optimization_hints
-from huntsman.hunting.hints import usage_level as query_usage_level
+from huntsman.hunting.hints import Hint, UsageLevel, optimization_hints, usage_level
 from huntsman.kql.stored import StoredFunction
+from huntsman.state.info import AuditEvent
 
 if TYPE_CHECKING:
     from huntsman.state import State
@@ -49,7 +49,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("huntsman.hunting")
 
 Surface = Literal["portal", "api"]
-UsageLevel = Literal["low", "medium", "high"]
 
 
 class Caller(Protocol):
@@ -105,23 +104,6 @@ def query_hash(kql: str) -> str:
     return hashlib.sha256(kql.encode("utf-8")).hexdigest()
 
 
-def usage_level(query_cpu: float, window_cpu: float, quota: float) -> UsageLevel:
-    """How heavy a query was against the tenant's quota (shown like Defender's indicator).
-
-    The query's own share (``hints.usage_level``: ≥ 10% of the quota ``high``, ≥ 1% ``medium``),
-    raised to ``high`` when the window is ≥ 80% spent and to ``medium`` at ≥ 50%.
-
-    >>> usage_level(0.5, 3.0, 600), usage_level(10, 20, 600), usage_level(1, 500, 600)
-    ('low', 'medium', 'high')
-    """
-    level = query_usage_level(query_cpu, quota)
-    if level == "high" or window_cpu >= 0.80 * quota:
-        return "high"
-    if level == "medium" or window_cpu >= 0.50 * quota:
-        return "medium"
-    return "low"
-
-
 class _RateLimiter:
     """Sliding-window request counters per (tenant, caller), in memory: one deque of the last
     minute's requests and one of the last hour's, so that each check is O(1) amortized."""
@@ -155,56 +137,90 @@ class _RateLimiter:
 
 class Recorder:
     """Writes audit events and CPU usage to the state on a background thread, so that a query's
-    answer does not wait for them. Audit events are written one by one, in order; CPU usage is
-    summed per (tenant, principal) and written at most every ``usage_interval`` seconds (one
-    record stamped with the latest query's time). ``flush()`` waits until everything queued is
-    written; the server flushes on shutdown."""
+    answer does not wait for them, and in batches, so that they cost little CPU: audit events
+    (stamped when they happen, kept in order) are written together in one transaction at most
+    every ``audit_interval`` seconds; CPU usage is summed per (tenant, principal) and written at
+    most every ``usage_interval`` seconds (one record stamped with the latest query's time). Recording only appends to a deque: the writer wakes
+    on its own clock, not once per query. ``flush()`` waits until everything recorded so far
+    is written; the server flushes on shutdown."""
 
-    def __init__(self, state: State, usage_interval: float = 1.0):
+    def __init__(self, state: State, usage_interval: float = 1.0, *,
+                 audit_interval: float = 0.25):
         self.state = state
         self.usage_interval = usage_interval
-        self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue()
+        self.audit_interval = audit_interval
+        self._pending: deque[tuple[str, Any] | None] = deque()
+        self._wake = threading.Event()
         self._usage: dict[tuple[str, str], tuple[float, datetime]] = {}
         self._usage_since: float | None = None
+        self._audits: list[AuditEvent] = []
+        self._audits_since: float | None = None
         self._thread = threading.Thread(target=self._work, name="huntsman-recorder",
                                         daemon=True)
         self._thread.start()
 
-    def audit(self, *args: Any, **kw: Any) -> None:
-        self._queue.put(("audit", (args, kw)))
+    def audit(self, tenant: str, actor: str, action: str, *, target: str = "",
+              detail: dict[str, Any] | None = None, query_hash: str | None = None) -> None:
+        self._pending.append(("audit", AuditEvent(0, tenant, datetime.now(UTC), actor, action,
+                                                  target, detail, query_hash)))
 
     def record_usage(self, tenant: str, principal: str, cpu_seconds: float,
                      at: datetime) -> None:
-        self._queue.put(("usage", (tenant, principal, cpu_seconds, at)))
+        self._pending.append(("usage", (tenant, principal, cpu_seconds, at)))
 
     def _work(self) -> None:
+        tick = min(self.usage_interval, self.audit_interval) / 2
         while True:
-            try:
-                item = self._queue.get(timeout=self.usage_interval / 2)
-            except queue.Empty:
-                self._write_usage(force=False)
-                continue
-            try:
+            self._wake.wait(tick)
+            self._wake.clear()
+            while self._pending:
+                item = self._pending.popleft()
                 if item is None:
-                    self._write_usage(force=True)
+                    self._write(force=True)
                     return
                 kind, payload = item
-                if kind == "audit":
-                    args, kw = payload
-                    self.state.audit(*args, **kw)
-                elif kind == "usage":
-                    tenant, principal, cpu, at = payload
-                    total, _ = self._usage.get((tenant, principal), (0.0, at))
-                    self._usage[(tenant, principal)] = (total + cpu, at)
-                    if self._usage_since is None:
-                        self._usage_since = time.monotonic()
-                elif kind == "flush":
-                    self._write_usage(force=True)
-                self._write_usage(force=False)
-            except Exception:  # never lose the thread; the log says what failed
-                log.exception("could not write %s to the state", item[0] if item else "")
-            finally:
-                self._queue.task_done()
+                try:
+                    if kind == "audit":
+                        self._audits.append(payload)
+                        if self._audits_since is None:
+                            self._audits_since = time.monotonic()
+                    elif kind == "usage":
+                        tenant, principal, cpu, at = payload
+                        total, _ = self._usage.get((tenant, principal), (0.0, at))
+                        self._usage[(tenant, principal)] = (total + cpu, at)
+                        if self._usage_since is None:
+                            self._usage_since = time.monotonic()
+                    elif kind == "flush":
+                        try:
+                            self._write(force=True)
+                        finally:
+                            payload.set()
+                except Exception:  # never lose the thread; the log says what failed
+                    log.exception("could not write %s to the state", kind)
+            try:
+                self._write(force=False)
+            except Exception:
+                log.exception("could not write to the state")
+
+    def _write(self, force: bool) -> None:
+        self._write_audits(force)
+        self._write_usage(force)
+
+    def _write_audits(self, force: bool) -> None:
+        if not self._audits or self._audits_since is None:
+            return
+        if not force and time.monotonic() - self._audits_since < self.audit_interval:
+            return
+        pending, self._audits, self._audits_since = self._audits, [], None
+        try:
+            self.state.audit_many(pending)
+        except Exception:  # one bad event (a tenant deleted meanwhile...) must not lose the rest
+            for event in pending:
+                try:
+                    self.state.audit_many([event])
+                except Exception:
+                    log.exception("could not write the audit event %s of %s in tenant %s",
+                                  event.action, event.actor, event.tenant)
 
     def _write_usage(self, force: bool) -> None:
         if not self._usage or self._usage_since is None:
@@ -220,13 +236,18 @@ class Recorder:
                               tenant)
 
     def flush(self) -> None:
-        """Write everything queued so far (usage too) and wait until it is written."""
-        self._queue.put(("flush", None))
-        self._queue.join()
+        """Write everything recorded so far (usage too) and wait until it is written."""
+        done = threading.Event()
+        self._pending.append(("flush", done))
+        self._wake.set()
+        while not done.wait(1.0):
+            if not self._thread.is_alive():
+                return
 
     def close(self) -> None:
         if self._thread.is_alive():
-            self._queue.put(None)
+            self._pending.append(None)
+            self._wake.set()
             self._thread.join(30)
 
 
@@ -408,8 +429,8 @@ class HuntingService:
             hints if hints is not None else surface == "portal") else []
         return HuntingOutcome(result=result, stats=stats, truncated=truncated,
                               max_rows=max_rows, hints=found,
-                              usage_level=usage_level(cpu, used + cpu,
-                                                      limits.cpu_quota_seconds),
+                              usage_level=usage_level(cpu, limits.cpu_quota_seconds,
+                                                      window_cpu=used + cpu),
                               cpu_used=used + cpu, limits=limits, now=now, window=window,
                               messages=messages)
 

@@ -134,4 +134,6 @@ def format_timespan(ticks: int) -> str:
 
 def format_datetime_iso(dt: datetime) -> str:
     """Kusto's text form of a datetime: ``2020-01-01T00:00:00.0000000Z`` (7 fraction digits)."""
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{dt.microsecond:06d}0Z"
+    # not strftime's %Y, which does not pad years before 1000 on every platform
+    return (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+            f"{dt.second:02d}.{dt.microsecond:06d}0Z")

@@ -91,16 +91,32 @@ def issue_session(key: bytes, settings: ServerSettings, username: str,
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
+_VERIFIED: dict[tuple[str, bytes, str], dict[str, Any]] = {}
+"""Claims of tokens already verified, until they expire (a client sends the same token with
+every request; checking it once saves the signature check and claim parsing on each)."""
+VERIFIED_MAX = 10_000
+"""Tokens remembered at most (the memory is emptied when full)."""
+
+
 def _decode(token: str, key: bytes, audience: str) -> dict[str, Any]:
+    cache_key = (token, key, audience)
+    claims = _VERIFIED.get(cache_key)
+    if claims is not None and claims["exp"] > time.time():
+        return claims
     try:
-        return jwt.decode(token, key, algorithms=[ALGORITHM], audience=audience,
-                          options={"require": ["exp", "iat", "sub", "aud"]})
+        claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=audience,
+                            options={"require": ["exp", "iat", "sub", "aud"]})
     except jwt.ExpiredSignatureError:
+        _VERIFIED.pop(cache_key, None)
         raise _unauthorized("the access token has expired; request a new one") from None
     except jwt.InvalidAudienceError:
         raise _unauthorized("the access token is for another audience") from None
     except jwt.PyJWTError as e:
         raise _unauthorized(f"invalid access token: {e}") from None
+    if len(_VERIFIED) >= VERIFIED_MAX:
+        _VERIFIED.clear()
+    _VERIFIED[cache_key] = claims
+    return claims
 
 
 # ------------------------------------------------------------------ dependencies

@@ -328,16 +328,27 @@ class State(Library):
     def audit(self, tenant: str, actor: str, action: str, *, target: str = "",
               detail: dict[str, Any] | None = None, query_hash: str | None = None) -> None:
         """Record that ``actor`` did ``action`` (e.g. ``query.run``, ``app.create``)."""
-        if detail is not None:
-            try:
-                json.dumps(detail)
-            except (TypeError, ValueError) as e:
-                raise StateError(f"audit detail is not JSON: {e}") from e
+        self.audit_many([AuditEvent(0, tenant, utcnow(), actor, action, target, detail,
+                                    query_hash)])
+
+    def audit_many(self, events: Sequence[AuditEvent]) -> None:
+        """Record several audit events in one transaction (all or none; ``id`` is ignored):
+        the hunting service's background writer batches them so."""
+        for e in events:
+            check_aware("audit time", e.at)
+            if e.detail is not None:
+                try:
+                    json.dumps(e.detail)
+                except (TypeError, ValueError) as err:
+                    raise StateError(f"audit detail is not JSON: {err}") from err
         with self._session() as s:
-            t = self._tenant(s, tenant)
-            s.add(AuditRecord(tenant_id=t.id, at=utcnow(), actor=actor[:128],
-                              action=action[:64], target=target[:512], detail=detail,
-                              query_hash=query_hash))
+            tenant_ids: dict[str, int] = {}
+            for e in events:
+                if e.tenant not in tenant_ids:
+                    tenant_ids[e.tenant] = self._tenant(s, e.tenant).id
+                s.add(AuditRecord(tenant_id=tenant_ids[e.tenant], at=e.at, actor=e.actor[:128],
+                                  action=e.action[:64], target=e.target[:512], detail=e.detail,
+                                  query_hash=e.query_hash))
 
     def audit_log(self, tenant: str, *, since: datetime | None = None, limit: int = 100,
                   action: str | None = None) -> list[AuditEvent]:

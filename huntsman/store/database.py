@@ -424,6 +424,8 @@ def _capped_sql(compiled: CompiledQuery, limit: int, dialect: str) -> str:
         parsed = sqlglot.parse_one(compiled.sql, dialect=dialect)
         inner = exp.Subquery(this=parsed, alias=exp.TableAlias(this=exp.to_identifier("q")))
         return exp.select("*").from_(inner).limit(limit).sql(dialect=dialect)
+    if select.args.get("limit") is None and select.args.get("offset") is None:
+        return f"{compiled.sql} LIMIT {int(limit)}"  # the usual case: no copy of the tree
     select = select.copy()
     existing = select.args.get("limit")
     if existing is not None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from huntsman.hunting.service import QuotaExceededError, Recorder, _RateLimiter, usage_level
+from huntsman.hunting.hints import usage_level
+from huntsman.hunting.service import QuotaExceededError, Recorder, _RateLimiter
 from huntsman.state import Limits, State
 
 
@@ -30,11 +31,11 @@ def test_rate_limiter_windows() -> None:
 
 
 def test_usage_level() -> None:
-    assert usage_level(0.0, 0.0, 600) == "low"
-    assert usage_level(6.0, 6.0, 600) == "medium"
-    assert usage_level(60.0, 60.0, 600) == "high"
-    assert usage_level(0.1, 490, 600) == "high"
-    assert usage_level(0.1, 0.1, 0) == "high"
+    assert usage_level(0.0, 600, window_cpu=0.0) == "low"
+    assert usage_level(6.0, 600, window_cpu=6.0) == "medium"
+    assert usage_level(60.0, 600, window_cpu=60.0) == "high"
+    assert usage_level(0.1, 600, window_cpu=490) == "high"
+    assert usage_level(0.1, 0, window_cpu=0.1) == "high"
 
 
 def test_recorder_writes_audit_in_order_and_sums_usage(tmp_path: Path) -> None:
