@@ -1,13 +1,16 @@
 """Continuous (NRT) rules: evaluated on every committed batch of their table, only that batch.
 
 :class:`ContinuousEvaluator` listens to the commits of each tenant's store that has continuous
-rules (``Database.add_commit_listener``). When a batch commits, its rows of a table are put in a
-scratch in-memory store, every continuous rule on that table runs over them there, and the rows
-are removed; matches become alerts (with the same dedup and grouping as scheduled runs) before
-the ingest call returns, so an ingested event is a queryable alert at once.
+rules (``Database.add_commit_listener``). When a batch commits, one scan of its Arrow rows
+evaluates the first filter of every continuous rule on that table; the rules with candidate
+rows run in full over those rows (copied into a scratch in-memory store, then removed).
+Matches become alerts (with the same dedup and grouping as scheduled runs) before the ingest
+call returns (or, in background mode, right after it), so an ingested event is a queryable
+alert at once.
 
 Rule health is written when a rule raised alerts or failed, and otherwise at most every
-``health_interval`` seconds per rule (a write per batch per rule would cost more than the rule).
+``health_interval`` seconds per rule (a write per batch per rule would cost more than the rule)
+and for at most ``IDLE_HEALTH_WRITES_PER_BATCH`` idle rules per batch.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
+import sqlglot
 from sqlglot import exp
 
 from huntsman.backends.base import INGESTION_TIME
@@ -35,6 +40,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("huntsman.detections")
 _FAR_FUTURE = datetime(9999, 1, 1)
+IDLE_HEALTH_WRITES_PER_BATCH = 10
+"""Health writes of rules that neither matched nor failed, per batch (the others wait)."""
+_ROW = "__nrt_row"
 RECOMPILE_AFTER = timedelta(seconds=60)
 """A compiled rule whose SQL depends on the clock (``ago()``, ``now()``) is reused this long;
 others are compiled once."""
@@ -48,6 +56,11 @@ class _Continuous:
     compiled: CompiledQuery | None = None
     compiled_at: datetime | None = None
     prefilter: str | None = None
+    filter_columns: frozenset[str] = frozenset()
+    """The columns ``prefilter`` reads."""
+    row_wise: bool = True
+    """No window function: its result on some rows of a batch is its result on those rows
+    within the whole batch."""
     health_at: float = 0.0
 
 
@@ -65,6 +78,7 @@ class ContinuousEvaluator:
         self._scratch = Database(threads=1)
         self._lock = threading.Lock()
         self._attached: dict[str, Database] = {}
+        self._narrow: dict[tuple[str, tuple[str, ...]], str] = {}
         self.evaluated_batches = 0
         self._queue: list[tuple[str, dict[str, pa.Table]]] = []
         self._pending = 0
@@ -163,17 +177,19 @@ class ContinuousEvaluator:
                 mine = [r for r in rules if r.table == table]
                 if not mine or data.num_rows == 0:
                     continue
-                self._scratch.backend.append(table, data)
+                run, rows = self._candidates(table, data, mine, now)
+                for r in mine:
+                    if not any(r is c for c in run):   # its filter matched no row
+                        matched.append((r, [], 0.0, None))
+                if not run:
+                    continue
+                self._scratch.backend.append(table, rows)
                 try:
-                    run = self._candidates(table, mine, now)
-                    for r in mine:
-                        if not any(r is c for c in run):   # its filter matched no row
-                            matched.append((r, [], 0.0, None))
-                            continue
+                    for r in run:
                         t0 = time.perf_counter()
                         try:
-                            rows = self._run(r, now)
-                            matched.append((r, rows, time.perf_counter() - t0, None))
+                            found = self._run(r, now)
+                            matched.append((r, found, time.perf_counter() - t0, None))
                         except Exception as e:  # recorded as the rule's failure
                             matched.append((r, [], time.perf_counter() - t0, str(e)))
                 finally:
@@ -181,30 +197,38 @@ class ContinuousEvaluator:
                                                             _FAR_FUTURE)
             self.evaluated_batches += 1
         results = []
-        for r, rows, took, error in matched:
-            if error is None and not rows and time.monotonic() - r.health_at \
-                    < self.health_interval:
-                continue
+        idle_writes = 0
+        for r, found, took, error in matched:
+            if error is None and not found:
+                # an idle rule's health: at most every health_interval, and a few per batch
+                # (rules added together would otherwise all write in the same batch)
+                if time.monotonic() - r.health_at < self.health_interval \
+                        or idle_writes >= IDLE_HEALTH_WRITES_PER_BATCH:
+                    continue
+                idle_writes += 1
             r.health_at = time.monotonic()
             if error is not None:
                 result = RunResult(r.record.id, r.record.name, now, (None, None),
                                    duration=took, error=error)
                 self.service.record_result(tenant, r.record, result, None)
             else:
-                result = self.service.evaluate_rows(tenant, r.record, r.rule, rows, now, took)
+                result = self.service.evaluate_rows(tenant, r.record, r.rule, found, now, took)
             results.append(result)
         return results
 
-    def _candidates(self, table: str, rules: list[_Continuous], now: datetime
-                    ) -> list[_Continuous]:
-        """The rules that may match the batch now in the scratch table.
+    def _candidates(self, table: str, data: pa.Table, rules: list[_Continuous], now: datetime
+                    ) -> tuple[list[_Continuous], pa.Table]:
+        """The rules that may match the batch, and the rows they need to run on.
 
-        Running a query costs milliseconds even on few rows, so the first ``where`` of every
-        rule is evaluated in one scan (``bool_or(predicate)`` per rule) and only the rules
-        with a candidate row run in full. (Sound because a continuous rule is row by row: a
-        row its first filter drops cannot reach its result; the check may let more rows
-        through than the filter, never fewer.) Rules whose first step is not a filter always
-        run."""
+        Running a query costs milliseconds even on few rows, and copying a whole batch into
+        the scratch store costs more, so only the columns the rules' first ``where`` filters
+        read are copied (into a narrow scratch table), every rule's filter is evaluated there
+        in one scan (``bool_or(predicate)`` per rule), and only the rules with a candidate
+        row run in full, over the candidate rows only. (Sound because a continuous rule is
+        row by row: a row its first filter drops cannot reach its result, and no row's result
+        depends on another's; the check may let more rows through than the filter, never
+        fewer.) Rules whose first step is not a filter always run; they, and rules using a
+        window function, run over the whole batch."""
         checks: list[tuple[_Continuous, str]] = []
         always: list[_Continuous] = []
         for r in rules:
@@ -214,17 +238,46 @@ class ContinuousEvaluator:
                 always.append(r)
             else:
                 checks.append((r, pred))
-        if len(checks) < 2:
-            return always + [r for r, _ in checks]
-        sql = "SELECT " + ", ".join(f"bool_or({pred}) AS m{i}"
-                                    for i, (_, pred) in enumerate(checks)) + \
-            f" FROM {_quoted(table)}"
+        if not checks:
+            return always, data
+        backend = self._scratch.backend
+        narrow = self._narrow_table(table, checks)
         try:
-            flags = self._scratch.backend.execute(sql).to_pylist()[0]
+            columns = [c for c, _ in backend.tables()[narrow] if c != _ROW]
+            row = pa.array(np.arange(data.num_rows, dtype=np.int64))
+            backend.append(narrow, data.select(columns).append_column(_ROW, row))
+            sql = "SELECT " + ", ".join(f"bool_or({pred}) AS m{i}"
+                                        for i, (_, pred) in enumerate(checks)) + \
+                f" FROM {_quoted(narrow)}"
+            flags = backend.execute(sql).to_pylist()[0]
+            hits = [(r, pred) for i, (r, pred) in enumerate(checks) if flags.get(f"m{i}")]
+            rows = data
+            if hits and not always and all(r.row_wise for r, _ in hits):
+                where = " OR ".join(f"({pred}) IS TRUE" for _, pred in hits)
+                found = backend.execute(f"SELECT {_ROW} FROM {_quoted(narrow)} WHERE {where} "
+                                        f"ORDER BY {_ROW}")
+                rows = data.take(found.column(_ROW))
         except Exception:  # the combined check failed: run every rule on its own
             log.exception("the combined filter of continuous rules on %s failed", table)
-            return always + [r for r, _ in checks]
-        return always + [r for i, (r, _) in enumerate(checks) if flags.get(f"m{i}")]
+            return always + [r for r, _ in checks], data
+        finally:
+            backend.delete_older_than(narrow, INGESTION_TIME, _FAR_FUTURE)
+        return always + [r for r, _ in hits], rows
+
+    def _narrow_table(self, table: str, checks: list[tuple[_Continuous, str]]) -> str:
+        """The scratch table with the columns of ``table`` that these filters read (and a
+        row number), created on first use."""
+        read: set[str] = set()
+        for r, _ in checks:
+            read |= r.filter_columns
+        columns = [(c, t) for c, t in self._scratch.backend.tables()[table] if c in read]
+        key = (table, tuple(c for c, _ in columns))
+        name = self._narrow.get(key)
+        if name is None:
+            name = f"__nrt_filter_{len(self._narrow)}"
+            self._scratch.backend.create_table(name, [*columns, (_ROW, "long")])
+            self._narrow[key] = name
+        return name
 
     def _compile(self, r: _Continuous, now: datetime) -> None:
         if r.compiled is not None and r.compiled_at is None:
@@ -234,6 +287,13 @@ class ContinuousEvaluator:
             r.compiled = self._scratch.compile(r.rule.query, now)
             r.compiled_at = now
             r.prefilter = _first_filter(r.compiled, r.table)
+            # every part of a (possibly dotted) column reference: those naming a column of
+            # the table are read (a name that is not one is ignored)
+            r.filter_columns = frozenset() if r.prefilter is None else frozenset(
+                part.name for c in sqlglot.parse_one(r.prefilter, dialect="duckdb")
+                .find_all(exp.Column) for part in c.parts)
+            r.row_wise = r.compiled.expression is None \
+                or r.compiled.expression.find(exp.Window) is None
             if self._scratch.compile(r.rule.query, now + timedelta(days=1)).sql \
                     == r.compiled.sql:
                 r.compiled_at = None
