@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from huntsman.backends.base import Backend, BatchWriter
 from huntsman.errors import IngestError
-from huntsman.store import formats
+from huntsman.store import fastjson, formats
 from huntsman.store.coerce import (
     ALIASES,
     ARROW_TYPES,
@@ -290,13 +290,16 @@ class Ingestion:
     def chunk(self, chunk: formats.Chunk) -> None:
         for number, item, reason in chunk.rejects:
             self.reject(chunk.table, number, reason, item)
-        if len(chunk) == 0:
+        coerced = chunk.coerced if isinstance(chunk, fastjson.CoercedChunk) else None
+        if len(chunk) == 0 and coerced is None:
             return
         if chunk.table is None:
             raise IngestError("no table named for these records (name it, or use the "
                               "Defender streaming-export format)", None, self.report.source)
         columns = self.columns(chunk.table)
-        if chunk.lines is not None:
+        if coerced is not None:
+            res = coerced
+        elif chunk.lines is not None:
             res = self.engine.json_lines(chunk.lines, chunk.numbers, columns)
         elif chunk.data is not None:
             res = self.arrow(chunk, columns)
@@ -431,6 +434,9 @@ def chunks_for(backend: Backend, table: str | None, data: Any, fmt: str | None,
         if table is None and kind != "export":
             table = table_from_name(path, backend)
         if kind == "ndjson":
+            columns = backend.tables().get(table) if table is not None else None
+            if table is not None and columns is not None:  # coerced by one streaming query
+                return fastjson.read_ndjson(path, table, columns, engine), str(path), size
             return formats.read_ndjson(path, table), str(path), size
         if kind == "json":
             return formats.read_json_values(path, table), str(path), size
