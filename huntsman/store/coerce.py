@@ -145,13 +145,21 @@ def coerce_value(value: Any, ktype: str) -> Any:
                          f"2024-01-15T10:00:00Z)")
     if ktype == "timespan":
         if isinstance(value, timedelta):
-            return value // timedelta(microseconds=1)
-        if isinstance(value, bool):
+            micros = value // timedelta(microseconds=1)
+        elif isinstance(value, bool):
             raise ValueError(f"{json.dumps(value)} is not a timespan")
-        if isinstance(value, (int, float)):
-            return int(value)
-        ticks = parse_timespan(str(value))
-        return None if ticks is None else ticks // 10
+        elif isinstance(value, (int, float)):
+            if not math.isfinite(value):
+                raise ValueError(f"{value!r} is not a timespan")
+            micros = int(value)
+        else:
+            ticks = parse_timespan(str(value))
+            if ticks is None:
+                return None
+            micros = ticks // 10
+        if not -(2**63) <= micros < 2**63:
+            raise ValueError(f"{_show(value)} is out of the timespan range")
+        return micros
     if ktype == "dynamic":
         if isinstance(value, str):
             try:

@@ -259,3 +259,13 @@ def test_the_machine_time_zone_changes_nothing(tmp_path: Path) -> None:
     assert out.stdout.strip() == (
         "[(datetime.datetime(2024, 1, 15, 10, 0, tzinfo=datetime.timezone.utc), True), "
         "(datetime.datetime(2024, 1, 15, 10, 0, 0, 123457, tzinfo=datetime.timezone.utc), True)]")
+
+
+@pytest.mark.parametrize("value", [10**30, -(10**30), "1e30", float("inf")])
+def test_a_timespan_out_of_range_is_rejected_not_a_crash(value: Any) -> None:
+    db = huntsman.connect()
+    db.create_table("Spans", [("Timestamp", "datetime"), ("Took", "timespan")])
+    rep = db.ingest("Spans", [{"Timestamp": "2024-01-01", "Took": value},
+                              {"Timestamp": "2024-01-01", "Took": 5}], on_error="skip")
+    assert (rep.accepted, rep.rejected) == (1, 1)
+    assert rep.rejections[0].line == 1 and "column 'Took' (timespan)" in rep.rejections[0].reason
