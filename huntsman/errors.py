@@ -93,3 +93,7 @@ class QueryTimeoutError(QueryLimitError):
     """A query ran past its time limit and was cancelled."""
 
     kind = "QueryTimeoutError"
+
+
+class StoreBusyError(HuntsmanError):
+    """A tenant's store file is held by another process (DuckDB allows one writer)."""

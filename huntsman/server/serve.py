@@ -45,6 +45,8 @@ def setup_demo(data_dir: Path, state: Any, store: Any, *, devices: int = 20,
     counts: dict[str, int] = {}
     if not exists or not store.has_tenant(DEMO_TENANT):  # never load the demo data twice
         counts = demo_data.load(store.tenant(DEMO_TENANT), devices=devices, days=days)
+    if not exists:
+        install_builtin_rules(state, store, DEMO_TENANT)
     password = secrets.token_urlsafe(12)
     try:
         state.create_user(DEMO_USER, password, "Demo administrator")
@@ -66,6 +68,26 @@ def setup_demo(data_dir: Path, state: Any, store: Any, *, devices: int = 20,
     return creds
 
 
+def install_builtin_rules(state: Any, store: Any, tenant: str) -> int:
+    """Save the built-in detection rules (``content/rules``) for ``tenant``; the server's
+    scheduler then runs each over the past 30 days at once, so the demo's attack stories are
+    alerts and incidents within a minute of the first start. Returns how many were saved."""
+    from huntsman.detections.model import BUILTIN_RULES, load_rule_file, rule_files
+    from huntsman.incidents.service import Detections
+
+    if not BUILTIN_RULES.is_dir():  # an install without the repository's content folder
+        return 0
+    det = Detections(store, state)  # not started: it only saves the rules
+    try:
+        files = rule_files(BUILTIN_RULES)
+        for path in files:
+            det.service.create_rule(tenant, "system:serve", load_rule_file(path),
+                                    source=str(path))
+    finally:
+        det.close()
+    return len(files)
+
+
 def banner(base: str, creds: dict[str, str] | None, creds_path: Path | None,
            out: TextIO = sys.stdout) -> None:
     """How to get a token and what to try."""
@@ -85,7 +107,9 @@ def banner(base: str, creds: dict[str, str] | None, creds_path: Path | None,
     print(f"  curl -s -X POST {base}/api/advancedqueries/run -H \"Authorization: Bearer $TOKEN\" "
           f"\\\n      -H 'Content-Type: application/json' \\\n"
           f"      -d '{{\"Query\": \"DeviceProcessEvents | summarize count() by FileName "
-          f"| top 5 by count_\"}}'", file=out, flush=True)
+          f"| top 5 by count_\"}}'", file=out)
+    print(f"  curl -s '{base}/api/incidents?$top=5' -H \"Authorization: Bearer $TOKEN\"   "
+          f"# the built-in rules' incidents", file=out, flush=True)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: Path | None = None,
@@ -103,12 +127,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: Path | None = Non
     data_dir.mkdir(parents=True, exist_ok=True)
     state = State(state_url, data_dir=data_dir)
     store = Store(data_dir)
-    creds = setup_demo(data_dir, state, store) if demo else None
-    settings = ServerSettings(data_dir=data_dir, state_url=state_url, store=store, state=state,
-                              query_timeout=query_timeout)
-    app = create_app(settings)
-    banner(f"http://{host}:{port}", creds, data_dir / CREDENTIALS_FILE if creds else None)
     try:
+        creds = setup_demo(data_dir, state, store) if demo else None
+        for tenant in store.tenants():  # open every store now: one in use elsewhere stops here
+            store.tenant(tenant)
+        settings = ServerSettings(data_dir=data_dir, state_url=state_url, store=store,
+                                  state=state, query_timeout=query_timeout)
+        app = create_app(settings)
+        banner(f"http://{host}:{port}", creds, data_dir / CREDENTIALS_FILE if creds else None)
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,
                     loop=EVENT_LOOP, http=HTTP_PARSER)
     finally:

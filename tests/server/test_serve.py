@@ -89,6 +89,25 @@ def test_demo_credentials_printed_and_kept(served: tuple[Server, dict[str, str]]
     assert "/oauth2/token" in out and "/api/advancedqueries/run" in out
 
 
+def test_demo_runs_the_builtin_rules_into_incidents(served: tuple[Server, dict[str, str]]
+                                                     ) -> None:
+    """The first start saves the built-in rules for the demo tenant; the scheduler runs them
+    over the past 30 days at once, so the demo's attack stories become alerts and incidents."""
+    from huntsman.detections.model import BUILTIN_RULES, load_rule_file, rule_files
+    server, h = served
+    with httpx.Client(base_url=server.base, headers=h, timeout=60) as c:
+        rules = c.get("/api/v1/detectionrules").json()["value"]
+        assert sorted(r["displayName"] for r in rules) == sorted(
+            load_rule_file(p).name for p in rule_files(BUILTIN_RULES))
+        deadline = time.monotonic() + 120
+        while not (incidents := c.get("/api/incidents").json()["value"]):
+            assert time.monotonic() < deadline, "no incident from the built-in rules"
+            time.sleep(1)
+        alerts = c.get("/api/alerts").json()["value"]
+        assert alerts and {a["detectorId"] for a in alerts} <= {r["id"] for r in rules}
+        assert incidents[0]["severity"] in ("Informational", "Low", "Medium", "High")
+
+
 def test_queries_over_http(served: tuple[Server, dict[str, str]]) -> None:
     server, h = served
     with httpx.Client(base_url=server.base, headers=h, timeout=60) as c:
@@ -162,13 +181,37 @@ def test_streams_a_100000_row_result(served: tuple[Server, dict[str, str]]) -> N
     assert len(sizes) > 10  # arrived in many pieces, not one document
 
 
-def test_second_start_reuses_the_demo(served: tuple[Server, dict[str, str]]) -> None:
-    server, _ = served
-    data_dir = server.log.parent
-    creds = json.loads((data_dir / "demo-credentials.json").read_text())
-    again = Server(data_dir, "--demo")  # a second server on the same data: after the first
+def test_a_second_server_on_the_same_data_says_it_is_in_use(
+        served: tuple[Server, dict[str, str]]) -> None:
+    """DuckDB lets one process open a store: a second server stops at once with a clear error
+    (no traceback), and the first keeps serving."""
+    server, h = served
+    r = subprocess.run([sys.executable, "-m", "huntsman.cli", "serve", "--port",
+                        str(_free_port()), "--data-dir", str(server.log.parent), "--demo"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    said = " ".join(r.stderr.split())  # the console wraps long lines
+    assert "is in use by another process" in said and "Traceback" not in said, r.stderr
+    assert httpx.post(server.base + RUN, json={"Query": "print 1"}, headers=h).status_code == 200
+
+
+def test_second_start_reuses_the_demo(tmp_path: Path) -> None:
+    first = Server(tmp_path, "--demo")
+    try:
+        creds = json.loads((tmp_path / "demo-credentials.json").read_text())
+        token = httpx.post(first.base + "/oauth2/token", data={
+            "grant_type": "client_credentials", "client_id": creds["client_id"],
+            "client_secret": creds["client_secret"]}).json()["access_token"]
+        h = {"Authorization": f"Bearer {token}"}
+        count = httpx.post(first.base + RUN, json={"Query": "DeviceProcessEvents | count"},
+                           headers=h, timeout=60).json()["Results"]
+    finally:
+        first.stop()
+    again = Server(tmp_path, "--demo")  # the same data, after the first stopped
     try:
         assert creds["client_id"] in again.output()
+        assert httpx.post(again.base + RUN, json={"Query": "DeviceProcessEvents | count"},
+                          headers=h, timeout=60).json()["Results"] == count  # loaded once
     finally:
         again.stop()
 

@@ -22,6 +22,7 @@ import heapq
 import json
 import os
 import queue
+import re
 import shutil
 import tempfile
 import threading
@@ -38,7 +39,7 @@ import pyarrow.compute as pc
 from huntsman.backends.base import Backend, BatchCommit, BatchWriter, EngineProfile
 from huntsman.backends.duckdb.udfs import register_udfs
 from huntsman.compiler.compiler import INGESTION_TIME, CompiledQuery
-from huntsman.errors import HuntsmanError, QueryTimeoutError
+from huntsman.errors import HuntsmanError, QueryTimeoutError, StoreBusyError
 from huntsman.kql.functions.network import GEOIP_TABLE, load_geoip_table
 from huntsman.kql.types import SQL_TYPES
 
@@ -97,6 +98,13 @@ class DuckDBBackend(Backend):
         try:
             self.con = duckdb.connect(self.path, config=config)  # type: ignore[arg-type]
         except duckdb.Error as e:
+            if "Could not set lock" in str(e):
+                holder = re.search(r"\(PID (\d+)\)", str(e))
+                raise StoreBusyError(
+                    f"the store {self.path} is in use by another process"
+                    + (f" (PID {holder.group(1)})" if holder else "")
+                    + ": one huntsman server or command at a time may open a tenant's store "
+                      "(stop the other one, or query it through its server)") from None
             if "temp_directory" not in str(e) and "different configuration" not in str(e):
                 raise
             # the same file opened again in this process: DuckDB shares its (locked) instance
