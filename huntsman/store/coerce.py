@@ -291,6 +291,26 @@ class Coerced:
     suspects: list[tuple[int, str]] = field(default_factory=list)
 
 
+def json_column_rules(columns: Sequence[tuple[str, str]]
+                      ) -> tuple[list[str], str, list[tuple[str, str, str, str | None]]]:
+    """What coercing JSON records in SQL needs: the keys read (columns and their aliases),
+    the ``json_transform`` structure reading each as text, and per column its source
+    expression (``s.<key>``, an alias as fallback), coerced value and rule kind."""
+    names = [c for c, _ in columns]
+    aliases = [a for a, target in ALIASES.items() if target in names]
+    fields = names + aliases
+    struct = _sql_str(json.dumps({c: "VARCHAR" for c in fields}))
+    raws: list[tuple[str, str, str, str | None]] = []
+    for c, t in columns:
+        x = f"s.{_qi(c)}"
+        for alias in aliases:
+            if ALIASES[alias] == c:
+                x = f"coalesce({x}, s.{_qi(alias)})"
+        v, kind = _text_rules(x, t)
+        raws.append((c, x, v, kind))
+    return fields, struct, raws
+
+
 def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
@@ -503,19 +523,8 @@ class Coercer:
 
         ``numbers`` gives each element's record (line) number. Blank elements are skipped.
         """
-        names = [c for c, _ in columns]
-        aliases = [a for a, target in ALIASES.items() if target in names]
-        fields = {c: "VARCHAR" for c in names + aliases}
-        struct = _sql_str(json.dumps(fields))
+        fields, struct, raws = json_column_rules(columns)
         known = "[" + ", ".join(_sql_str(k) for k in fields) + "]"
-        raws: list[tuple[str, str, str, str | None]] = []
-        for c, t in columns:
-            x = f"s.{_qi(c)}"
-            for alias in aliases:
-                if ALIASES[alias] == c:
-                    x = f"coalesce({x}, s.{_qi(alias)})"
-            v, kind = _text_rules(x, t)
-            raws.append((c, x, v, kind))
         is_object = "(starts_with(line, '{') OR starts_with(ltrim(line), '{'))"
         pre = f"CASE WHEN s IS NULL THEN 'json' WHEN NOT {is_object} THEN 'object' END"
         # unknown keys: one hash of each record's key list here, each distinct list looked

@@ -39,8 +39,8 @@ from huntsman.store.coerce import (
     Coercer,
     _qi,
     _sql_str,
-    _text_rules,
     _two_level,
+    json_column_rules,
 )
 
 BATCH_ROWS = 4096
@@ -64,18 +64,7 @@ def coerce_sql(columns: Sequence[tuple[str, str]]) -> str:
     """The query coercing ``__raw`` (``line``, ``__n``) to ``columns``: ``__n``, the columns,
     ``__err`` (why a row is a suspect) and ``__keys`` (the hash of the key list of a record
     whose keys are not plainly the known, non-null columns)."""
-    names = [c for c, _ in columns]
-    aliases = [a for a, target in ALIASES.items() if target in names]
-    fields = names + aliases
-    struct = _sql_str(json.dumps({c: "VARCHAR" for c in fields}))
-    raws: list[tuple[str, str, str, str | None]] = []
-    for c, t in columns:
-        x = f"s.{_qi(c)}"
-        for alias in aliases:
-            if ALIASES[alias] == c:
-                x = f"coalesce({x}, s.{_qi(alias)})"
-        v, kind = _text_rules(x, t)
-        raws.append((c, x, v, kind))
+    fields, struct, raws = json_column_rules(columns)
     is_object = "(starts_with(line, '{') OR starts_with(ltrim(line), '{'))"
     # blank lines come out too (marked, as the block path skips them): every line gives one
     # row, so that a block is known to be complete when its count of rows is reached
