@@ -371,17 +371,17 @@ class Parser:
     def search_predicate(self) -> A.Expr:
         """A search/find predicate: ``and``/``or`` of bare string terms (``"err*"``),
         ``Col:"term"`` and ordinary boolean expressions."""
-        left = self.search_and()
-        while self.at_ident("or"):
-            t = self.advance()
-            left = A.Binary("or", left, self.search_and(), pos=t.pos)
-        return left
+        return self.chain("or", self.search_and)
 
     def search_and(self) -> A.Expr:
-        left = self.search_primary()
-        while self.at_ident("and"):
+        return self.chain("and", self.search_primary)
+
+    def chain(self, word: str, operand: Callable[[], A.Expr]) -> A.Expr:
+        """``operand (word operand)*``, grouped to the left (``and``/``or`` chains)."""
+        left = operand()
+        while self.at_ident(word):
             t = self.advance()
-            left = A.Binary("and", left, self.search_primary(), pos=t.pos)
+            left = A.Binary(word, left, operand(), pos=t.pos)
         return left
 
     def search_primary(self) -> A.Expr:
@@ -1109,18 +1109,10 @@ class Parser:
         return self.or_expr()
 
     def or_expr(self) -> A.Expr:
-        left = self.and_expr()
-        while self.at_ident("or"):
-            t = self.advance()
-            left = A.Binary("or", left, self.and_expr(), pos=t.pos)
-        return left
+        return self.chain("or", self.and_expr)
 
     def and_expr(self) -> A.Expr:
-        left = self.equality()
-        while self.at_ident("and"):
-            t = self.advance()
-            left = A.Binary("and", left, self.equality(), pos=t.pos)
-        return left
+        return self.chain("and", self.equality)
 
     def equality(self) -> A.Expr:
         left = self.relational()
