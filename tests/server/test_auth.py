@@ -188,6 +188,25 @@ def test_login_failures(client: TestClient, env: Env) -> None:
     assert r.status_code == 401 and "invalid access token" in r.json()["error"]["message"]
 
 
+def test_password_guessing_is_throttled(env: Env) -> None:
+    """Five wrong passwords for one name from one address: the sixth attempt — even with the
+    right password — gets 429 with Retry-After; other users are not affected."""
+    env.state.create_user("erin", "erin-correct-horse-battery")
+    env.state.grant("erin", "demo", "viewer")
+    with make_app(env) as c:  # an app of its own: the session-wide client stays unthrottled
+        for _ in range(5):
+            r = c.post("/api/v1/auth/login", json={"username": "erin", "password": "guess"})
+            assert r.status_code == 401
+        r = c.post("/api/v1/auth/login", json={"username": "ERIN",
+                                               "password": "erin-correct-horse-battery"})
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) > 0
+        assert "too many failed logins" in r.json()["error"]["message"]
+        user = next(u for u in env.passwords)
+        r = c.post("/api/v1/auth/login", json={"username": user,
+                                               "password": env.passwords[user]})
+        assert r.status_code == 200
+
+
 def test_revoked_user_loses_access_at_once(env: Env) -> None:
     env.state.create_user("dave", "dave-correct-horse-battery")
     env.state.grant("dave", "demo", "viewer")

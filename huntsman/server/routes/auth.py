@@ -14,11 +14,15 @@
 from __future__ import annotations
 
 import base64
+import threading
+import time
+from collections import deque
 from typing import Any
 from urllib.parse import unquote_plus
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from huntsman.server.auth import (
     SESSION_COOKIE,
@@ -109,6 +113,43 @@ async def token_v2(tenant: str, request: Request) -> JSONResponse:
     return await _token(request, tenant)
 
 
+LOGIN_FAILURES = 5
+LOGIN_WINDOW = 900.0
+"""After this many failed logins for one user name from one address within this many seconds,
+further attempts are refused with 429 until the oldest failure leaves the window."""
+
+
+class LoginThrottle:
+    """Failed portal logins per (user name, client address), in memory: slows password
+    guessing without locking the user out from everywhere else."""
+
+    def __init__(self, limit: int = LOGIN_FAILURES, window: float = LOGIN_WINDOW):
+        self.limit, self.window = limit, window
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, key: tuple[str, str]) -> int:
+        """Seconds until ``key`` may try again (0: now)."""
+        now = time.monotonic()
+        with self._lock:
+            failures = self._failures.get(key)
+            while failures and failures[0] <= now - self.window:
+                failures.popleft()
+            if not failures or len(failures) < self.limit:
+                return 0
+            return max(1, int(failures[0] + self.window - now) + 1)
+
+    def failed(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            if len(self._failures) > 100_000:  # bounded memory under a flood of names
+                self._failures.clear()
+            self._failures.setdefault(key, deque(maxlen=self.limit)).append(time.monotonic())
+
+    def succeeded(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+
 @router.post("/api/v1/auth/login", summary="Portal login: sets the session cookie")
 async def login(request: Request) -> JSONResponse:
     form = await _form(request)
@@ -116,10 +157,22 @@ async def login(request: Request) -> JSONResponse:
     if not username or not password:
         raise ApiError(422, "InvalidRequest", "username and password are required")
     st = request.app.state
-    user = st.state.verify_user(username, password)
+    throttle: LoginThrottle | None = getattr(st, "login_throttle", None)
+    if throttle is None:
+        throttle = st.login_throttle = LoginThrottle()
+    key = (username.lower(), request.client.host if request.client else "")
+    wait = throttle.retry_after(key)
+    if wait:
+        raise ApiError(429, "TooManyRequests",
+                       f"too many failed logins for {username!r}: try again in {wait} s",
+                       headers={"Retry-After": str(wait)})
+    # argon2 takes a good fraction of a second: off the event loop, which serves the others
+    user = await run_in_threadpool(st.state.verify_user, username, password)
     if user is None:
+        throttle.failed(key)
         raise ApiError(401, "Unauthorized", "unknown user or wrong password",
                        headers={"WWW-Authenticate": 'Bearer error="invalid_request"'})
+    throttle.succeeded(key)
     tenants = st.state.user_tenants(username)
     for t in tenants:
         st.state.audit(t, f"user:{username}", "auth.login", target=username)
