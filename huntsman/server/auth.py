@@ -12,6 +12,7 @@ before it.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -86,8 +87,11 @@ def issue_session(key: bytes, settings: ServerSettings, username: str,
                   now: float | None = None) -> str:
     """The signed value of a portal session cookie for ``username``."""
     iat = int(now if now is not None else time.time())
+    # jti: every session is distinct (two logins in one second must not share a value that
+    # logging one of them out revokes)
     claims = {"sub": username, "kind": "user", "iat": iat, "exp": iat + settings.session_ttl,
-              "aud": settings.audience + _SESSION_AUD_SUFFIX, "iss": "huntsman"}
+              "aud": settings.audience + _SESSION_AUD_SUFFIX, "iss": "huntsman",
+              "jti": secrets.token_urlsafe(12)}
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
@@ -168,6 +172,8 @@ def current_principal(request: Request) -> Principal:
                                 "(POST /oauth2/token) or log in (POST /api/v1/auth/login)",
                                 "invalid_request")
         claims = _decode(cookie, key, settings.audience + _SESSION_AUD_SUFFIX)
+        if cookie in revoked_sessions(request):
+            raise _unauthorized("this session was logged out; log in again")
         username = str(claims["sub"])
         tenants = state.user_tenants(username)
         if tid is None:
@@ -183,6 +189,32 @@ def current_principal(request: Request) -> Principal:
         principal = Principal(tid, username, "user", expand_roles([tenants[tid]]))
     request.state.principal = principal
     return principal
+
+
+def revoked_sessions(request: Request) -> dict[str, float]:
+    """Session cookies logged out before they expired (value -> expiry), kept by this server
+    process until they expire; expired entries are dropped as new ones come."""
+    st = request.app.state
+    revoked: dict[str, float] | None = getattr(st, "revoked_sessions", None)
+    if revoked is None:
+        revoked = st.revoked_sessions = {}
+    return revoked
+
+
+def revoke_session(request: Request, cookie: str) -> None:
+    """Log a session cookie out: it is refused from now until it expires."""
+    _, settings, key = _app_parts(request)
+    try:
+        claims = jwt.decode(cookie, key, algorithms=[ALGORITHM],
+                            audience=settings.audience + _SESSION_AUD_SUFFIX)
+    except jwt.PyJWTError:
+        return  # not a valid session: nothing to revoke
+    revoked = revoked_sessions(request)
+    now = time.time()
+    for value, exp in list(revoked.items()):
+        if exp <= now:
+            del revoked[value]
+    revoked[cookie] = float(claims["exp"])
 
 
 def _app_principal(request: Request) -> Principal | None:

@@ -177,6 +177,21 @@ def test_portal_login_cookie_and_tenant_choice(env: Env) -> None:
         assert r.status_code == 200 and "huntsman_session" in r.headers["set-cookie"]
 
 
+def test_logout_ends_the_session_even_for_a_copied_cookie(env: Env) -> None:
+    with make_app(env) as c:
+        cookie = _login(c, env, "alice")
+        copy = {"Cookie": f"huntsman_session={cookie}"}
+        assert c.get("/api/v1/auth/me", headers=copy).status_code == 200
+        c.cookies.set("huntsman_session", cookie)
+        assert c.post("/api/v1/auth/logout").status_code == 200
+        c.cookies.clear()
+        r = c.get("/api/v1/auth/me", headers=copy)
+        assert r.status_code == 401 and "logged out" in r.json()["error"]["message"]
+        fresh = _login(c, env, "alice")  # logging in again works
+        assert c.get("/api/v1/auth/me", headers={"Cookie": f"huntsman_session={fresh}"}
+                     ).status_code == 200
+
+
 def test_login_failures(client: TestClient, env: Env) -> None:
     r = client.post("/api/v1/auth/login", json={"username": "alice", "password": "nope"})
     assert r.status_code == 401 and r.json()["error"]["code"] == "Unauthorized"

@@ -30,6 +30,7 @@ from huntsman.server.auth import (
     current_principal,
     issue_app_token,
     issue_session,
+    revoke_session,
 )
 from huntsman.server.errors import ApiError
 
@@ -187,6 +188,9 @@ async def login(request: Request) -> JSONResponse:
 
 @router.post("/api/v1/auth/logout", summary="Portal logout: clears the session cookie")
 def logout(request: Request) -> JSONResponse:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        revoke_session(request, cookie)  # a copy of the cookie stops working too
     response = JSONResponse({"ok": True})
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True,
                            secure=request.app.state.settings.cookie_secure, samesite="strict")
