@@ -355,6 +355,13 @@ class Parser:
     def table_list(self) -> list[A.Tabular]:
         """``(T1, (T2 | where ...), Pattern*)``: the table list of search/find."""
         self.expect("(")
+        tables = self.table_items()
+        self.expect(")")
+        return tables
+
+    def table_items(self) -> list[A.Tabular]:
+        """``T1, (T2 | where ...), Pattern*``: tables or parenthesized queries, comma-separated
+        (search/find table lists, union)."""
         tables: list[A.Tabular] = []
         while True:
             if self.at("("):
@@ -364,9 +371,7 @@ class Parser:
             else:
                 tables.append(self.tabular_source())
             if not self.accept(","):
-                break
-        self.expect(")")
-        return tables
+                return tables
 
     def search_predicate(self) -> A.Expr:
         """A search/find predicate: ``and``/``or`` of bare string terms (``"err*"``),
@@ -755,16 +760,7 @@ class Parser:
 
     def union_body(self) -> A.Union:
         params = self.params(("kind", "withsource", "isfuzzy", "with_source"))
-        tables: list[A.Tabular] = []
-        while True:
-            if self.at("("):
-                self.advance()
-                tables.append(self.tabular())
-                self.expect(")")
-            else:
-                tables.append(self.tabular_source())
-            if not self.accept(","):
-                break
+        tables = self.table_items()
         kind = str(params.get("kind", "outer"))
         if kind not in ("inner", "outer"):
             raise self.error(f"Syntax error: union kind must be 'inner' or 'outer', not '{kind}'")
