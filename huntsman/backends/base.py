@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from huntsman.compiler.compiler import INGESTION_TIME, CompiledQuery, compile_kql
 from huntsman.compiler.external import ExternalInput
-from huntsman.errors import UnsupportedError
+from huntsman.errors import HuntsmanError, UnsupportedError
 from huntsman.kql.stored import StoredFunction
 
 __all__ = ["INGESTION_TIME", "Backend", "BatchCommit", "BatchWriter", "CompiledQuery",
-           "EngineProfile"]
+           "EngineProfile", "SelectFailed"]
 
 
 @dataclass
@@ -64,6 +67,32 @@ class BatchWriter(ABC):
 
     @abstractmethod
     def rollback(self) -> None: ...
+
+    # Files read by the engine itself (optional: a backend that cannot says so with None)
+
+    def readable(self, path: Path) -> AbstractContextManager[str | None]:
+        """While open, a name under which this batch's SQL can read the file ``path``
+        (None: the engine cannot read it, and rows must come as Arrow)."""
+        return nullcontext(None)
+
+    def select(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of a (small) query of this batch's, e.g. over a :meth:`readable` file;
+        :class:`SelectFailed` if the engine fails it."""
+        raise NotImplementedError
+
+    def insert_select(self, name: str, sql: str, keys: Sequence[str] | None = None) -> int:
+        """Insert the rows of the SELECT ``sql`` (the table's columns, by name) as
+        :meth:`insert` inserts Arrow; returns the rows inserted (the rest were duplicates).
+
+        Raises :class:`SelectFailed` if the engine fails it (bad input the SELECT could not
+        read, or refused), or if its rows repeat each other's ``keys`` (the one to keep is the
+        first, and a SELECT's rows have no order): the batch must then be rolled back.
+        """
+        raise NotImplementedError
+
+
+class SelectFailed(HuntsmanError):
+    """The engine could not run an :meth:`BatchWriter.insert_select`; the batch is spoiled."""
 
 
 class Backend(ABC):

@@ -441,8 +441,65 @@ def _typed_rules(x: str, src: pa.DataType, ktype: str) -> tuple[str, str | None]
         return v, "typed"
     if ktype == "bool" and pa.types.is_boolean(src):
         return x, None
-    # anything else: through its text form, by the text rules
-    return _text_rules(f"CAST({x} AS VARCHAR)", ktype)
+    # anything else: through its text form, by the text rules (a value is never blank: its
+    # error kind is the typed one)
+    v, kind = _text_rules(f"CAST({x} AS VARCHAR)", ktype)
+    return v, "typed" if kind else None
+
+
+SCANNED_TYPES: dict[str, pa.DataType | None] = {
+    "VARCHAR": pa.string(), "BIGINT": pa.int64(), "UBIGINT": pa.uint64(),
+    "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(), "JSON": None, "NULL": None,
+}
+"""The types DuckDB's JSON reader gives top-level values (nested ones read as ``JSON``), as
+the Arrow types whose rules apply; ``None``: read as the value's JSON text."""
+
+
+def scanned_rules(columns: Sequence[tuple[str, str]], scanned: Mapping[str, str], alias: str = "s"
+                  ) -> list[tuple[str, str, str, str | None]] | None:
+    """Per column (raw, value, error kind) SQL coercing the columns of a JSON reader's scan
+    (``alias``, its columns ``scanned``: name → DuckDB type) to ``columns`` by the same rules
+    as :func:`json_column_rules`; None when a scanned key is no column, or of a type not
+    listed in :data:`SCANNED_TYPES` (those records need the exact rules)."""
+    types = dict(columns)
+    if any(k not in types and ALIASES.get(k) not in types for k in scanned):
+        return None
+    # a key read as UUID (every sampled value parsed as one) keeps its text only as the
+    # canonical form a guid column stores; other types (objects, times) keep it in no column
+    if any(t not in SCANNED_TYPES and not (t == "UUID" and types.get(k) == "guid")
+           for k, t in scanned.items()):
+        return None
+
+    def text(key: str) -> str:
+        x = f"{alias}.{_qi(key)}"
+        t = scanned[key]
+        if t == "VARCHAR":
+            return x
+        return f"json_extract_string({x}, '$')" if SCANNED_TYPES[t] is None \
+            else f"CAST({x} AS VARCHAR)"
+
+    raws: list[tuple[str, str, str, str | None]] = []
+    for c, t in columns:
+        keys = [k for k in [c, *(a for a, target in ALIASES.items() if target == c)]
+                if k in scanned]
+        if not keys:
+            raws.append((c, "NULL", _sql_str("") if t == "string" else "NULL", None))
+            continue
+        if len(keys) == 1 and scanned[keys[0]] == "UUID":
+            raws.append((c, f"{alias}.{_qi(keys[0])}",
+                         f"CAST({alias}.{_qi(keys[0])} AS VARCHAR)", None))
+            continue
+        src = SCANNED_TYPES.get(scanned[keys[0]])
+        if len(keys) == 1 and src is not None:
+            x = f"{alias}.{_qi(keys[0])}"
+            v, kind = _typed_rules(x, src, t)
+        elif any(scanned[k] == "UUID" for k in keys):
+            return None
+        else:  # read as text (JSON values, or a column and its alias, the first one given)
+            x = f"coalesce({', '.join(text(k) for k in keys)})"
+            v, kind = _text_rules(x, t)
+        raws.append((c, x, v, kind))
+    return raws
 
 
 def _two_level(source: str, raws: Sequence[tuple[str, str, str, str | None]],

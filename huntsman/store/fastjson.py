@@ -41,6 +41,7 @@ from huntsman.store.coerce import (
     _sql_str,
     _two_level,
     json_column_rules,
+    scanned_rules,
 )
 
 BATCH_ROWS = 4096
@@ -79,6 +80,84 @@ def coerce_sql(columns: Sequence[tuple[str, str]]) -> str:
     source = (f"(SELECT __n, line, blank, s, CASE WHEN s IS NOT NULL AND {is_object} "
               f"THEN json_keys(line) END AS k FROM {parsed})")
     return _two_level(source, raws, pre, {"__keys": keys})
+
+
+SCAN_OPTIONS = ("format = 'newline_delimited', maximum_depth = 2, sample_size = 8192, "
+                "dateformat = 'no date: huntsman', timestampformat = 'no time: huntsman'")
+"""DuckDB's JSON reader as :func:`typed_select` uses it: it detects the keys and the types of
+the top-level values (from a sample of records), parses no text as a date (so that the text
+rules see it), and fails on a key it did not detect, a repeated key, a value not of its
+column's type, a record that is no object, or text that is no JSON."""
+
+
+def _compression(gzip: bool) -> str:
+    return "compression = 'gzip'" if gzip else "compression = 'none'"
+
+
+def scan_sql(name: str, gzip: bool) -> str:
+    """DuckDB's JSON reader over the file ``name``, as :data:`SCAN_OPTIONS` describes."""
+    return f"SELECT * FROM read_json({_sql_str(name)}, {SCAN_OPTIONS}, {_compression(gzip)})"
+
+
+def unknown_keys(scanned: Sequence[tuple[str, str]], columns: Sequence[tuple[str, str]]
+                 ) -> bool:
+    """Whether the reader found a key that is no column (nor an alias of one)."""
+    names = {c for c, _ in columns}
+    return any(k not in names and ALIASES.get(k) not in names for k, _ in scanned)
+
+
+def _checked(source: str, raws: Sequence[tuple[str, str, str, str | None]], keys: Sequence[str],
+             columns: Sequence[tuple[str, str]]) -> str:
+    """The coerced rows of ``source`` (alias ``s``), failing (DuckDB's ``error()``) on the
+    first one the rules flag. A line ``null`` reads as a record of nulls: such a row (every
+    key null) fails too, as does ``{}``, which the exact rules then accept."""
+    empty = " AND ".join(f"s.{_qi(k)} IS NULL" for k in keys)
+    coerced = _two_level(f"(SELECT 0 AS __n, * FROM ({source})) AS s", raws,
+                         f"CASE WHEN {empty} THEN 'empty' END")
+    names = ", ".join(_qi(c) for c, _ in columns)
+    return (f"SELECT {names} FROM ({coerced}) WHERE CASE WHEN __err IS NULL THEN true ELSE "
+            f"error('a record needs the exact rules: ' || __err) END")
+
+
+def typed_select(name: str, gzip: bool, scanned: Sequence[tuple[str, str]],
+                 columns: Sequence[tuple[str, str]]) -> str | None:
+    """The file's records coerced to ``columns`` from the types the reader detected
+    (``scanned``: DESCRIBE of :func:`scan_sql`), which also makes it check every key; None
+    when a type keeps no column's text (:func:`~huntsman.store.coerce.scanned_rules`)."""
+    raws = scanned_rules(columns, dict(scanned))
+    if raws is None or not scanned:
+        return None
+    return _checked(scan_sql(name, gzip), raws, [k for k, _ in scanned], columns)
+
+
+def text_select(name: str, gzip: bool, columns: Sequence[tuple[str, str]]) -> str:
+    """The file's records coerced to ``columns`` from every key read as text (nested values
+    as their JSON), as :func:`coerce_sql` does. The reader checks repeated keys, records that
+    are no objects and JSON, but not unknown keys: :func:`key_lists_sql` looks at those."""
+    fields, _, raws = json_column_rules(columns)
+    spec = ", ".join(f"{_sql_str(f)}: 'VARCHAR'" for f in fields)
+    source = (f"SELECT * FROM read_json({_sql_str(name)}, format = 'newline_delimited', "
+              f"columns = {{{spec}}}, {_compression(gzip)})")
+    return _checked(source, raws, fields, columns)
+
+
+def key_lists_sql(name: str, gzip: bool) -> str:
+    """The distinct key lists of the file's records (each with its count)."""
+    return (f"SELECT any_value(k), count(*) FROM (SELECT json_keys(json) AS k FROM "
+            f"read_json_objects({_sql_str(name)}, format = 'newline_delimited', "
+            f"{_compression(gzip)})) GROUP BY hash(k)")
+
+
+def keys_known(lists: Sequence[tuple[object, ...]], columns: Sequence[tuple[str, str]]) -> bool:
+    """Whether every key list (of :func:`key_lists_sql`) names columns only, each once;
+    past ``MAX_KEY_LISTS`` shapes of record the exact way is the cheaper one."""
+    if len(lists) > MAX_KEY_LISTS:
+        return False
+    names = {c for c, _ in columns} | {a for a, t in ALIASES.items() if t in {c for c, _ in columns}}
+    for keys, _ in lists:
+        if not isinstance(keys, list) or len(set(keys)) != len(keys) or not names.issuperset(keys):
+            return False
+    return True
 
 
 def read_ndjson(path: Path, table: str, columns: Sequence[tuple[str, str]], engine: Coercer

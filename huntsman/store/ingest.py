@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from huntsman.backends.base import Backend, BatchWriter
+from huntsman.backends.base import Backend, BatchWriter, SelectFailed
 from huntsman.errors import IngestError
 from huntsman.store import fastjson, formats
 from huntsman.store.coerce import (
@@ -95,6 +95,8 @@ class IngestReport:
     duplicate_batch: bool = False
     elapsed: float = 0.0
     bytes: int = 0
+    engine_read: bool = False
+    """The file was read, coerced and inserted by the engine's own reader in one statement."""
 
     @property
     def accepted(self) -> int:
@@ -252,14 +254,22 @@ class Ingestion:
 
     # -------------------------------------------------------------- driving
 
-    def run(self, chunks: Iterable[formats.Chunk]) -> IngestReport:
-        writer = self.backend.begin_batch(self.report.batch_id)
-        if writer.previous is not None:
-            self.report.duplicate_batch = True
-            for name, n in writer.previous.inserted.items():
-                self.report.counts(name).duplicates += n
-            self.report.elapsed = time.perf_counter() - self.t0
+    def run(self, chunks: Iterable[formats.Chunk], scan: ScanFile | None = None
+            ) -> IngestReport:
+        """Write the batch: ``scan`` first tries the engine's own reader on a file (see
+        :meth:`scan`), then the chunks are read, coerced and written."""
+        writer = self.begin()
+        if writer is None:
             return self.report
+        if scan is not None:
+            outcome = self.scan(writer, scan)
+            if outcome == "committed":
+                self.report.elapsed = time.perf_counter() - self.t0
+                return self.report
+            if outcome == "spoiled":
+                writer = self.begin()
+                if writer is None:
+                    return self.report
         self.writer = writer
         self.inserter = Inserter(writer)
         try:
@@ -279,6 +289,56 @@ class Ingestion:
             counts.accepted -= dups
         self.report.elapsed = time.perf_counter() - self.t0
         return self.report
+
+    def begin(self) -> BatchWriter | None:
+        """The batch's writer; None (and the report says so) when it was committed before."""
+        writer = self.backend.begin_batch(self.report.batch_id)
+        if writer.previous is None:
+            return writer
+        self.report.duplicate_batch = True
+        for name, n in writer.previous.inserted.items():
+            self.report.counts(name).duplicates += n
+        self.report.elapsed = time.perf_counter() - self.t0
+        return None
+
+    def scan(self, writer: BatchWriter, scan: ScanFile) -> Literal["committed", "spoiled",
+                                                                    "unread"]:
+        """The whole file read, coerced and inserted by the engine in one statement
+        (DuckDB's JSON reader: no rows handed over as Arrow, no line split in Python).
+
+        Its reader checks every key and type as it parses; the first record that needs the
+        exact rules, or a message, fails the statement, and the batch (spoiled) starts again
+        the exact way. ``unread``: the engine cannot read this file (nothing was written)."""
+        columns = self.columns(scan.table)
+        try:
+            with writer.readable(scan.path) as name:
+                if name is None:
+                    return "unread"
+                # the reader's own types when it finds plain ones (it then checks every
+                # key); else every key as text, the key lists looked at in a pass of their own
+                scanned = [(str(k), str(t)) for k, t, *_ in writer.select(
+                    f"DESCRIBE {fastjson.scan_sql(name, scan.gzip)}")]
+                if fastjson.unknown_keys(scanned, columns):
+                    return "unread"
+                sql = fastjson.typed_select(name, scan.gzip, scanned, columns)
+                if sql is None:
+                    if not fastjson.keys_known(
+                            writer.select(fastjson.key_lists_sql(name, scan.gzip)), columns):
+                        return "unread"
+                    sql = fastjson.text_select(name, scan.gzip, columns)
+                writer.insert_select(scan.table, sql, event_key(columns))
+                commit = writer.commit()
+        except SelectFailed:
+            writer.rollback()
+            return "spoiled"
+        except BaseException:
+            writer.rollback()
+            raise
+        counts = self.report.counts(scan.table)
+        counts.accepted += commit.inserted.get(scan.table, 0)
+        counts.duplicates += commit.duplicates.get(scan.table, 0)
+        self.report.engine_read = True
+        return "committed"
 
     def columns(self, table: str) -> list[tuple[str, str]]:
         cols = self.backend.tables().get(table)
@@ -513,17 +573,45 @@ def export_chunks(path: Path, table: str | None, engine: Coercer, one_per_line: 
             yield formats.Chunk(None, pa.array([], pa.int64()), rejects=rejects)
 
 
+@dataclass(frozen=True)
+class ScanFile:
+    """An NDJSON file the engine may read itself (:meth:`Ingestion.scan`)."""
+
+    path: Path
+    table: str
+    gzip: bool
+
+
+def scan_file(backend: Backend, table: str | None, data: Any, fmt: str | None
+              ) -> ScanFile | None:
+    """``data`` as a file for the engine's own JSON reader, if it is one it can take."""
+    if backend.dialect != "duckdb" or not isinstance(data, (str, Path)):
+        return None
+    path = Path(data)
+    if not path.is_file() or (fmt or formats.detect_format(path)) != "ndjson":
+        return None
+    table = table or table_from_name(path, backend)
+    if table is None or table not in backend.tables():
+        return None
+    with path.open("rb") as f:
+        return ScanFile(path, table, f.read(2) == b"\x1f\x8b")
+
+
 def ingest(backend: Backend, table: str | None, data: Any, *, fmt: str | None = None,
            batch_id: str | None = None, on_error: OnError = "fail",
-           engine: Coercer | None = None) -> IngestReport:
-    """Ingest ``data`` (records, Arrow, or a file path) into ``table`` as one batch."""
+           engine: Coercer | None = None, scan: bool = True) -> IngestReport:
+    """Ingest ``data`` (records, Arrow, or a file path) into ``table`` as one batch.
+
+    ``scan=False`` keeps an NDJSON file away from the engine's own reader (the same rows
+    are stored either way; tests and benchmarks compare the two)."""
     engine = engine or coercer()
     if table is not None and table not in backend.tables():
         raise IngestError(f"unknown table '{table}' (create it with create_table first)")
     chunks, source, size = chunks_for(backend, table, data, fmt, engine)
     ing = Ingestion(backend, batch_id, on_error, source, engine)
     ing.report.bytes = size
-    return ing.run(prefetch(chunks) if source is not None else chunks)
+    return ing.run(prefetch(chunks) if source is not None else chunks,
+                   scan_file(backend, table, data, fmt) if scan else None)
 
 
 __all__ = ["EVENT_KEY", "IngestReport", "Ingestion", "OnError", "Rejection", "TableCounts",

@@ -27,16 +27,24 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from huntsman.backends.base import Backend, BatchCommit, BatchWriter, EngineProfile
+from huntsman.backends.base import (
+    Backend,
+    BatchCommit,
+    BatchWriter,
+    EngineProfile,
+    SelectFailed,
+)
 from huntsman.backends.duckdb.udfs import register_udfs
 from huntsman.compiler.compiler import INGESTION_TIME, CompiledQuery
 from huntsman.errors import HuntsmanError, QueryTimeoutError, StoreBusyError
@@ -57,6 +65,11 @@ PROFILER_SETTINGS = ("SET enable_profiling = 'no_output'", "SET profiling_covera
 def _q(name: str) -> str:
     """Quote an identifier for the few DDL statements built here (names are validated)."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def _str(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
 
 
 def _ts_literal(value: datetime) -> str:
@@ -82,8 +95,11 @@ class DuckDBBackend(Backend):
             temp_dir = str(spill / p.stem)
         else:
             temp_dir = self._own_temp = tempfile.mkdtemp(prefix="huntsman-spill-")
+        # the one directory the engine may read: files being ingested are linked into it
+        spool = Path(temp_dir + "-ingest")
+        spool.mkdir(parents=True, exist_ok=True)
+        self.spool: Path | None = spool
         config: dict[str, object] = {
-            "enable_external_access": False,
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
             "python_enable_replacements": False,
@@ -115,6 +131,10 @@ class DuckDBBackend(Backend):
         self._pool: queue.LifoQueue[duckdb.DuckDBPyConnection] = queue.LifoQueue()
         # datetimes are UTC whatever the machine's zone; then nothing can be changed any more
         try:
+            self.con.execute(f"SET allowed_directories = [{_str(str(spool) + os.sep)}]")
+            self.con.execute("SET enable_external_access = false")
+            for stale in spool.iterdir():  # links left by a crash
+                stale.unlink(missing_ok=True)
             self.con.execute("SET GLOBAL TimeZone = 'UTC'")
             self.con.execute("SET enable_progress_bar = false")
             for _ in range(max(1, query_connections)):
@@ -128,10 +148,12 @@ class DuckDBBackend(Backend):
             # the same file opened again in this process shares the locked instance: its
             # connections cannot be given the profiler any more
             row = self.con.execute("SELECT current_setting('TimeZone'), "
-                                   "current_setting('lock_configuration')").fetchone()
-            if row is None or row[0] != "UTC" or not row[1]:
+                                   "current_setting('lock_configuration'), "
+                                   "current_setting('enable_external_access')").fetchone()
+            if row is None or row[0] != "UTC" or not row[1] or row[2]:
                 raise
             self.profiled = False
+            self.spool = None  # (another opening's directory is the readable one)
             while self._pool.qsize() < max(1, query_connections):
                 self._pool.put(self.con.cursor())
         self.lock = threading.RLock()
@@ -355,6 +377,8 @@ class DuckDBBackend(Backend):
         self.con.close()
         if self._own_temp:
             shutil.rmtree(self._own_temp, ignore_errors=True)
+        if self.spool is not None:
+            shutil.rmtree(self.spool, ignore_errors=True)
 
 
 class _Deadline:
@@ -498,6 +522,56 @@ class _DuckDBBatch(BatchWriter):
         self.result.duplicates[name] = self.result.duplicates.get(name, 0) + data.num_rows - n
         return n
 
+    @contextlib.contextmanager
+    def readable(self, path: Path) -> Iterator[str | None]:
+        """The file hard-linked into the store's spool directory, the one directory the
+        engine may read (no copy; None when it is on another file system or may not be
+        linked)."""
+        spool = self.backend.spool
+        if spool is None:
+            yield None
+            return
+        link = spool / f"{uuid.uuid4().hex}.input"
+        try:
+            os.link(path, link)
+        except OSError:
+            yield None
+            return
+        try:
+            yield str(link)
+        finally:
+            link.unlink(missing_ok=True)
+
+    def select(self, sql: str) -> list[tuple[Any, ...]]:
+        if not self.open:
+            raise HuntsmanError("this batch is no longer open")
+        try:
+            return self.backend.con.execute(sql).fetchall()
+        except duckdb.Error as e:
+            raise SelectFailed(str(e)) from None
+
+    def insert_select(self, name: str, sql: str, keys: Sequence[str] | None = None) -> int:
+        if not self.open:
+            raise HuntsmanError("this batch is no longer open")
+        con = self.backend.con
+        cols = self.backend._tables[name]
+        types = dict(cols)
+        key = [k for k in (keys or ()) if k in types]
+        select = ", ".join(f"CAST(b.{_q(c)} AS {SQL_TYPES[t]})" if t in ("dynamic", "guid")
+                           else f"b.{_q(c)}" for c, t in cols)
+        order = ' ORDER BY b."Timestamp"' if types.get("Timestamp") == "datetime" else ""
+        try:
+            rows = con.execute(
+                f"INSERT INTO {_q(name)} ({', '.join(_q(c) for c, _ in cols)}) "
+                f"SELECT {select} FROM ({sql}) AS b{order}").fetchall()
+        except duckdb.Error as e:
+            raise SelectFailed(str(e)) from None
+        repeats = _delete_repeats(con, name, key, types) if key else 0
+        n = int(rows[0][0]) - repeats
+        self.result.inserted[name] = self.result.inserted.get(name, 0) + n
+        self.result.duplicates[name] = self.result.duplicates.get(name, 0) + repeats
+        return n
+
     def commit(self) -> BatchCommit:
         if not self.open:
             raise HuntsmanError("this batch is no longer open")
@@ -547,6 +621,50 @@ def _first_per_key(data: pa.Table, key: Sequence[str], types: Mapping[str, str])
         return data
     keep = pc.or_(pc.invert(present), pc.is_in(index, value_set=first.column("__i_min")))
     return data.filter(keep)
+
+
+def _delete_repeats(con: duckdb.DuckDBPyConnection, name: str, key: list[str],
+                    types: Mapping[str, str]) -> int:
+    """Delete the rows this transaction inserted into ``name`` that repeat the ``key`` of a
+    stored row, as :meth:`DuckDBBackend._dedup_clause` keeps them out of an insert; returns
+    how many. Rows repeating each other raise :class:`SelectFailed`: the rule keeps the first,
+    and a SELECT's rows have no order.
+
+    The rows of this transaction are those whose ``ingestion_time`` is its start (the value
+    of ``current_timestamp`` in it; zone maps skip the older row groups). One count tells
+    whether any key is held twice; only then are the repeats deleted."""
+    present = " AND ".join(f"{{t}}.{_q(k)} IS NOT NULL" + (
+        f" AND {{t}}.{_q(k)} <> ''" if types.get(k) == "string" else "") for k in key)
+    mine = f"{{t}}.{_q(INGESTION_TIME)} = CAST(current_timestamp AS TIMESTAMP)"
+    cols = ", ".join(_q(k) for k in key)
+    new = (f"(SELECT DISTINCT {cols} FROM {_q(name)} AS x WHERE "
+           f"{mine.format(t='x')} AND {present.format(t='x')})")
+    match = " AND ".join(f"t.{_q(k)} = n.{_q(k)}" for k in key)
+    where = present.format(t="t")
+    if "Timestamp" in key:
+        rows = con.execute(f"SELECT min(\"Timestamp\"), max(\"Timestamp\") FROM {_q(name)} AS x "
+                           f"WHERE {mine.format(t='x')} AND {present.format(t='x')}").fetchall()
+        lo, hi = rows[0]
+        if lo is None:
+            return 0
+        # constant bounds, so that the zone maps prune the stored side
+        where += f" AND t.\"Timestamp\" BETWEEN {_ts_literal(lo)} AND {_ts_literal(hi)}"
+    source = f"{_q(name)} AS t SEMI JOIN {new} AS n ON {match} WHERE {where}"
+    counts = con.execute(f"SELECT count(*), count(*) FILTER ({mine.format(t='t')}), "
+                         f"(SELECT count(*) FROM {new}) FROM {source}").fetchall()
+    holding, inserted, distinct = counts[0]
+    if distinct < inserted:
+        raise SelectFailed(f"{inserted - distinct} rows repeat the {', '.join(key)} of "
+                           f"another row of theirs")
+    if holding == inserted:
+        return 0  # each key is held by one row: its new one
+    parts = ", ".join(f"t.{_q(k)}" for k in key)
+    row = con.execute(
+        f"DELETE FROM {_q(name)} WHERE rowid IN (SELECT r FROM (SELECT t.rowid AS r, "
+        f"t.{_q(INGESTION_TIME)} AS it, row_number() OVER (PARTITION BY {parts} "
+        f"ORDER BY t.{_q(INGESTION_TIME)}) AS rn FROM {source}) WHERE rn > 1 AND "
+        f"it = CAST(current_timestamp AS TIMESTAMP))").fetchall()
+    return int(row[0][0]) if row else 0
 
 
 def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
