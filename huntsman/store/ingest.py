@@ -7,8 +7,11 @@ row or as an earlier row of the same batch are dropped and counted as duplicates
 Validation is vectorized; only the records it cannot accept are looked at one by one, to
 accept a rarer form or to say exactly why not.
 
-Three stages overlap: a thread reads and splits the file, the calling thread coerces
-chunks (DuckDB on every core), and an :class:`Inserter` thread writes the coerced parts.
+An NDJSON file is first offered to the engine, which reads, coerces and inserts it in one
+statement (:meth:`Ingestion.scan`); a file it cannot read, or with a record that needs the
+exact rules, goes the way every other input goes, where three stages overlap: a thread reads
+and splits the file, the calling thread coerces chunks (DuckDB on every core), and an
+:class:`Inserter` thread writes the coerced parts.
 
 With ``on_error="fail"`` the first bad record raises :class:`IngestError` (with its line)
 and nothing is written; with ``"skip"`` the good records are stored and the report lists

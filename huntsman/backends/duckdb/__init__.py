@@ -1,7 +1,9 @@
 """The embedded DuckDB backend (the reference): one database (file or memory) per store.
 
 Connections are opened with external access disabled and the configuration locked, so a
-compiled query can reach nothing but the tables of its own database. Writes go through one
+compiled query can reach nothing but the tables of its own database, and one spool directory
+(``<data dir>/.tmp/<store name>-ingest``) into which ingestion hard-links the NDJSON files
+it has the engine read itself (``BatchWriter.readable``). Writes go through one
 connection under a lock, each batch in one transaction; queries run on cursors of their own,
 so that neither ingestion nor retention blocks them (DuckDB's MVCC gives each a snapshot).
 
