@@ -8,6 +8,10 @@ import errno
 import gzip
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -262,3 +266,32 @@ def test_the_engine_still_reads_no_other_file(tmp_path: Path) -> None:
                 f"COPY (SELECT 1) TO '{tmp_path}/x.csv'"):
         with pytest.raises(Exception, match="disabled by configuration"):
             db.backend.execute(sql)
+
+
+def test_ctrl_c_during_the_engine_read_stops_the_ingest(tmp_path: Path) -> None:
+    """DuckDB's client reports Ctrl-C as a RuntimeError: it must stop the ingest (nothing
+    written), not be taken for a file the engine could not read and be read again."""
+    path = tmp_path / "big.ndjson"
+    path.write_bytes(b'{"DeviceId": "dev-0001", "N": 1, "B": true, "R": 0.5}\n' * 4_000_000)
+    script = f"""
+import sys, huntsman
+store = huntsman.Store({str(tmp_path / 'data')!r})
+db = store.tenant("t")
+db.create_table("T", {COLUMNS!r})
+print("ready", flush=True)
+try:
+    db.ingest("T", {str(path)!r})
+except KeyboardInterrupt:
+    print("interrupted", db.query("T | count").rows[0][0], flush=True)
+    sys.exit(3)
+print("finished", flush=True)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, (out, err)
+    assert out.strip() == "interrupted 0"

@@ -547,10 +547,8 @@ class _DuckDBBatch(BatchWriter):
     def select(self, sql: str) -> list[tuple[Any, ...]]:
         if not self.open:
             raise HuntsmanError("this batch is no longer open")
-        try:
+        with _failing_as_select():
             return self.backend.con.execute(sql).fetchall()
-        except duckdb.Error as e:
-            raise SelectFailed(str(e)) from None
 
     def insert_select(self, name: str, sql: str, keys: Sequence[str] | None = None) -> int:
         if not self.open:
@@ -562,12 +560,10 @@ class _DuckDBBatch(BatchWriter):
         select = ", ".join(f"CAST(b.{_q(c)} AS {SQL_TYPES[t]})" if t in ("dynamic", "guid")
                            else f"b.{_q(c)}" for c, t in cols)
         order = ' ORDER BY b."Timestamp"' if types.get("Timestamp") == "datetime" else ""
-        try:
+        with _failing_as_select():
             rows = con.execute(
                 f"INSERT INTO {_q(name)} ({', '.join(_q(c) for c, _ in cols)}) "
                 f"SELECT {select} FROM ({sql}) AS b{order}").fetchall()
-        except duckdb.Error as e:
-            raise SelectFailed(str(e)) from None
         repeats = _delete_repeats(con, name, key, types) if key else 0
         n = int(rows[0][0]) - repeats
         self.result.inserted[name] = self.result.inserted.get(name, 0) + n
@@ -623,6 +619,22 @@ def _first_per_key(data: pa.Table, key: Sequence[str], types: Mapping[str, str])
         return data
     keep = pc.or_(pc.invert(present), pc.is_in(index, value_set=first.column("__i_min")))
     return data.filter(keep)
+
+
+@contextlib.contextmanager
+def _failing_as_select() -> Iterator[None]:
+    """The engine's failures as :class:`SelectFailed`; Ctrl-C (which DuckDB's Python client
+    reports as a RuntimeError) as the KeyboardInterrupt it is, not a reason to try again."""
+    try:
+        yield
+    except duckdb.InterruptException:
+        raise KeyboardInterrupt from None
+    except duckdb.Error as e:
+        raise SelectFailed(str(e)) from None
+    except RuntimeError as e:
+        if "interrupted" in str(e).lower():
+            raise KeyboardInterrupt from None
+        raise
 
 
 def _delete_repeats(con: duckdb.DuckDBPyConnection, name: str, key: list[str],
