@@ -301,6 +301,10 @@ def ingest(
             report_error(e)
             failed = True
             continue
+        except KeyboardInterrupt:
+            done = f" (the {i} file(s) before it were)" if i else ""
+            print(f"{path}: interrupted: nothing from it was stored{done}", file=sys.stderr)
+            raise typer.Exit(130) from None
         if as_json:
             print(json.dumps(rep.to_dict(), ensure_ascii=False))
             continue

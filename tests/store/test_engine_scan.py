@@ -295,3 +295,22 @@ print("finished", flush=True)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 3, (out, err)
     assert out.strip() == "interrupted 0"
+
+
+def test_ctrl_c_in_huntsman_ingest_says_what_was_stored(tmp_path: Path) -> None:
+    small = write(tmp_path / "DeviceProcessEvents.ndjson",
+                  [{"DeviceId": "a", "ReportId": 1, "Timestamp": "2024-01-15T10:00:00Z"}])
+    big = tmp_path / "big.ndjson"
+    big.write_bytes(b'{"DeviceId": "dev-0001", "ProcessId": 1, "ReportId": 7}\n' * 4_000_000)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "huntsman.cli", "ingest", "--data-dir", str(tmp_path / "data"),
+         "--table", "DeviceProcessEvents", str(small), str(big)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith(f"{small}: 1 accepted")
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert err.strip().endswith(f"{big}: interrupted: nothing from it was stored (the 1 "
+                                f"file(s) before it were)")
