@@ -465,12 +465,14 @@ def serve(
     timeout: float | None = typer.Option(None, "--timeout", help="Query timeout in seconds "
                                          "for every tenant (default: each tenant's "
                                          "timeout_seconds, 600)."),
+    max_ingest_bytes: int = typer.Option(1 << 30, "--max-ingest-bytes", min=1,
+                                         help="The largest file POST /api/ingest takes."),
 ) -> None:
     """Run the hunting server (REST API shaped like Defender's; OpenAPI at /docs)."""
     from huntsman.server.serve import serve as run_server
     try:
         run_server(host=host, port=port, data_dir=data_dir, state_url=state_url, demo=demo,
-                   query_timeout=timeout)
+                   query_timeout=timeout, max_ingest_bytes=max_ingest_bytes)
     except HuntsmanError as e:
         report_error(e)
         raise typer.Exit(1) from None

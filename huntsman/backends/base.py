@@ -91,6 +91,12 @@ class BatchWriter(ABC):
         raise NotImplementedError
 
 
+    def inserted_rows(self, name: str) -> pa.Table:
+        """The rows of ``name`` this batch has inserted so far (what :meth:`insert_select`
+        stored, for whoever needs the batch as Arrow: continuous rules)."""
+        raise NotImplementedError
+
+
 class SelectFailed(HuntsmanError):
     """The engine could not run an :meth:`BatchWriter.insert_select`; the batch is spoiled."""
 

@@ -2,7 +2,7 @@
 
 With ``demo=True`` the first start creates the tenant ``demo`` with the demo environment
 (``huntsman.store.demo``), a portal user ``admin`` (role admin) and an app registration
-``demo-app`` (role analyst), and writes their credentials to
+``demo-app`` (role responder: it may also push files to ``POST /api/ingest``), and writes their credentials to
 ``<data dir>/demo-credentials.json`` (readable by its owner only); every start prints them.
 """
 
@@ -56,7 +56,7 @@ def setup_demo(data_dir: Path, state: Any, store: Any, *, devices: int = 20,
     for app in state.list_apps(DEMO_TENANT):
         if app.name == DEMO_APP:
             state.delete_app(app.client_id)
-    app_info, secret = state.create_app(DEMO_TENANT, DEMO_APP, ["analyst"])
+    app_info, secret = state.create_app(DEMO_TENANT, DEMO_APP, ["responder"])
     state.audit(DEMO_TENANT, "system:serve", "demo.setup",
                 detail={"rows": sum(counts.values())})
     creds = {"tenant": DEMO_TENANT, "username": DEMO_USER, "password": password,
@@ -114,7 +114,7 @@ def banner(base: str, creds: dict[str, str] | None, creds_path: Path | None,
 
 def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: Path | None = None,
           state_url: str | None = None, demo: bool = False, query_timeout: float | None = None,
-          log_level: str = "info") -> None:
+          log_level: str = "info", max_ingest_bytes: int | None = None) -> None:
     """Run the server until interrupted."""
     import uvicorn
 
@@ -133,6 +133,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: Path | None = Non
             store.tenant(tenant)
         settings = ServerSettings(data_dir=data_dir, state_url=state_url, store=store,
                                   state=state, query_timeout=query_timeout)
+        if max_ingest_bytes is not None:
+            settings.max_ingest_bytes = max_ingest_bytes
         app = create_app(settings)
         banner(f"http://{host}:{port}", creds, data_dir / CREDENTIALS_FILE if creds else None)
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False,

@@ -37,6 +37,8 @@ class ServerSettings:
     (changes through the API are seen at once; changes by ``huntsman admin`` within this)."""
     max_concurrent_queries: int = 16
     """Engine queries running at once; more wait their turn."""
+    max_ingest_bytes: int = 1 << 30
+    """The largest body ``POST /api/ingest`` takes (larger ones: 413)."""
     memory_limit: str | None = None
     threads: int | None = None
     store: Store | None = None

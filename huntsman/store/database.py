@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -216,7 +217,8 @@ class Database:
     def add_commit_listener(self, listener: CommitListener) -> None:
         """Call ``listener(database, {table: Arrow rows})`` after each batch :meth:`ingest`
         commits (before ``ingest`` returns), with the rows the batch carried per table (already
-        coerced to the schema; rows the store skipped as duplicates included). A listener's
+        coerced to the schema; rows the store skipped as duplicates included, except from a file
+        the engine read itself: its rows are read back as stored). A listener's
         failure is logged, never the ingest's. (Continuous detection rules use this.)"""
         if listener not in self._commit_listeners:
             self._commit_listeners.append(listener)
@@ -400,6 +402,18 @@ class _CapturingWriter(BatchWriter):
     def insert(self, name: str, data: pa.Table, keys: Sequence[str] | None = None) -> int:
         n = self._writer.insert(name, data, keys)
         self._pending.setdefault(name, []).append(data)
+        return n
+
+    def readable(self, path: Path) -> AbstractContextManager[str | None]:
+        return self._writer.readable(path)
+
+    def select(self, sql: str) -> list[tuple[Any, ...]]:
+        return self._writer.select(sql)
+
+    def insert_select(self, name: str, sql: str, keys: Sequence[str] | None = None) -> int:
+        n = self._writer.insert_select(name, sql, keys)
+        # the rows as stored, read back (repeats of stored events are gone already)
+        self._pending.setdefault(name, []).append(self._writer.inserted_rows(name))
         return n
 
     def commit(self) -> BatchCommit:

@@ -142,7 +142,7 @@ class IngestReport:
         return {
             "batch_id": self.batch_id, "source": self.source, "accepted": self.accepted,
             "rejected": self.rejected, "duplicates": self.duplicates,
-            "duplicate_batch": self.duplicate_batch,
+            "duplicate_batch": self.duplicate_batch, "engine_read": self.engine_read,
             "tables": {k: {"accepted": v.accepted, "rejected": v.rejected,
                            "duplicates": v.duplicates, "overflow": v.overflow}
                        for k, v in sorted(self.tables.items())},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -246,3 +248,23 @@ def test_serve_with_postgresql_state(tmp_path: Path) -> None:
             server.stop()
     finally:
         pg.stop()
+
+
+def test_files_pushed_to_the_running_server(served: tuple[Server, dict[str, str]],
+                                            tmp_path: Path) -> None:
+    """While the server holds the store, files go to POST /api/ingest (as curl sends them)."""
+    server, h = served
+    now = datetime.now(UTC)
+    lines = [json.dumps({"Timestamp": (now - timedelta(seconds=i)).isoformat(),
+                         "DeviceId": "pushed", "DeviceName": "pushed-host.contoso.local",
+                         "ActionType": "ConnectionSuccess", "RemoteIP": "203.0.113.7",
+                         "RemotePort": 443, "ReportId": 900_000 + i}) for i in range(30)]
+    body = gzip.compress(("\n".join(lines) + "\n").encode())
+    with httpx.Client(base_url=server.base, headers=h, timeout=60) as c:
+        r = c.post("/api/ingest", params={"table": "DeviceNetworkEvents"}, content=body,
+                   headers={"Content-Type": "application/x-ndjson"})
+        assert r.status_code == 200, r.text
+        assert r.json()["accepted"] == 30 and r.json()["engine_read"] is True
+        r = c.post(RUN, json={"Query": "DeviceNetworkEvents | where DeviceName startswith "
+                              "'pushed-host' | summarize n = count(), ports = dcount(RemotePort)"})
+        assert r.json()["Results"] == [{"n": 30, "ports": 1}]

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,7 @@ from hypothesis import strategies as st
 import huntsman
 from huntsman.store import formats
 from huntsman.store import ingest as ingest_module
+from huntsman.store.coerce import ARROW_TYPES
 from huntsman.store.fastjson import SCAN_OPTIONS
 
 COLUMNS = [("Timestamp", "datetime"), ("DeviceId", "string"), ("ReportId", "long"),
@@ -314,3 +316,22 @@ def test_ctrl_c_in_huntsman_ingest_says_what_was_stored(tmp_path: Path) -> None:
     assert proc.returncode == 130, (out, err)
     assert err.strip().endswith(f"{big}: interrupted: nothing from it was stored (the 1 "
                                 f"file(s) before it were)")
+
+
+def test_commit_listeners_get_the_rows_the_engine_stored(tmp_path: Path) -> None:
+    """Continuous rules listen to committed batches: a file the engine read reaches them as
+    the Arrow rows it stored (coerced types; repeats of stored events left out)."""
+    db = fresh()
+    seen: list[pa.Table] = []
+    db.add_commit_listener(lambda _db, batch: seen.append(batch["T"]))
+    recs = [{"Timestamp": "2024-01-15T10:00:00Z", "DeviceId": "d", "ReportId": i,
+             "D": {"k": i}, "G": "6F1E0C4B-6C1A-4F7E-9F57-3D2F9B7E8A10"} for i in range(10)]
+    first = db.ingest("T", write(tmp_path / "a.ndjson", recs[:6]))
+    again = db.ingest("T", write(tmp_path / "b.ndjson", recs[4:]))
+    assert first.engine_read and again.engine_read
+    assert (again.accepted, again.duplicates) == (4, 2)
+    assert [t.num_rows for t in seen] == [6, 4]
+    assert seen[1].schema == pa.schema([(c, ARROW_TYPES[t]) for c, t in COLUMNS])
+    assert sorted(seen[1].column("ReportId").to_pylist()) == [6, 7, 8, 9]
+    assert seen[1].column("D").to_pylist()[0].startswith('{"k":')
+    assert seen[1].column("G").to_pylist()[0] == "6f1e0c4b-6c1a-4f7e-9f57-3d2f9b7e8a10"

@@ -122,7 +122,8 @@ class DuckDBBackend(Backend):
                     f"the store {self.path} is in use by another process"
                     + (f" (PID {holder.group(1)})" if holder else "")
                     + ": one huntsman server or command at a time may open a tenant's store "
-                      "(stop the other one, or query it through its server)") from None
+                      "(stop the other one, or go through its server: it runs queries, and "
+                      "POST /api/ingest takes files)") from None
             if "temp_directory" not in str(e) and "different configuration" not in str(e):
                 raise
             # the same file opened again in this process: DuckDB shares its (locked) instance
@@ -569,6 +570,17 @@ class _DuckDBBatch(BatchWriter):
         self.result.inserted[name] = self.result.inserted.get(name, 0) + n
         self.result.duplicates[name] = self.result.duplicates.get(name, 0) + repeats
         return n
+
+    def inserted_rows(self, name: str) -> pa.Table:
+        if not self.open:
+            raise HuntsmanError("this batch is no longer open")
+        # as coerced Arrow has them (dynamic and guid as text)
+        cols = ", ".join(f"CAST({_q(c)} AS VARCHAR) AS {_q(c)}" if t in ("dynamic", "guid")
+                         else _q(c) for c, t in self.backend._tables[name])
+        # (rows of this transaction: see _delete_repeats)
+        return self.backend.con.sql(
+            f"SELECT {cols} FROM {_q(name)} WHERE {_q(INGESTION_TIME)} = "
+            f"CAST(current_timestamp AS TIMESTAMP)").to_arrow_table()
 
     def commit(self) -> BatchCommit:
         if not self.open:

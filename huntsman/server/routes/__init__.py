@@ -12,4 +12,5 @@ ROUTERS: tuple[str, ...] = (
     "tenant",
     "kusto",
     "detectionrules", "alerts", "incidents",
+    "ingest",
 )
