@@ -18,6 +18,8 @@ from __future__ import annotations
 import csv
 import json
 import sys
+import time
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -31,7 +33,7 @@ import huntsman
 from huntsman.api import Store
 from huntsman.cli_admin import admin_app
 from huntsman.cli_rules import rules_app
-from huntsman.errors import HuntsmanError, KqlError
+from huntsman.errors import HuntsmanError, IngestError, KqlError
 from huntsman.kql.literals import format_datetime_iso, format_timespan
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -283,20 +285,38 @@ def ingest(
                                         "re-sending the same id writes nothing."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON report per file."),
     show: int = typer.Option(20, "--show", help="List at most this many rejected records."),
+    server: str | None = typer.Option(None, "--server", envvar="HUNTSMAN_SERVER",
+                                      help="Send the files to this running huntsman server "
+                                      "(POST /api/ingest) instead of opening the store; the "
+                                      "app's credentials come from --client-id/--client-secret."),
+    client_id: str | None = typer.Option(None, "--client-id", envvar="HUNTSMAN_CLIENT_ID",
+                                         help="With --server: an app registration (role "
+                                         "responder) of the tenant."),
+    client_secret: str | None = typer.Option(None, "--client-secret",
+                                             envvar="HUNTSMAN_CLIENT_SECRET",
+                                             help="With --server: the app's secret."),
     data_dir: Path = data_dir_option(),
 ) -> None:
     """Ingest telemetry files into a tenant's store, one committed batch per file."""
+    fmt_name = None if fmt == FormatChoice.auto else fmt.value
+    if server is not None:
+        push = _pusher(server, tenant, client_id, client_secret)
+    else:
+        try:
+            db = tenant_store(data_dir).tenant(tenant)
+        except HuntsmanError as e:
+            report_error(e)
+            raise typer.Exit(1) from None
     failed = False
-    try:
-        db = tenant_store(data_dir).tenant(tenant)
-    except HuntsmanError as e:
-        report_error(e)
-        raise typer.Exit(1) from None
     for i, path in enumerate(files):
         bid = None if batch_id is None else (batch_id if len(files) == 1 else f"{batch_id}:{i}")
+        t0 = time.perf_counter()
         try:
-            rep = db.ingest(table, path, format=None if fmt == FormatChoice.auto else fmt.value,
-                            batch_id=bid, on_error=on_error.value)
+            if server is not None:
+                out = push(path, table, fmt_name, bid, on_error.value)
+            else:
+                out = db.ingest(table, path, format=fmt_name, batch_id=bid,
+                                on_error=on_error.value).to_dict()
         except HuntsmanError as e:
             report_error(e)
             failed = True
@@ -306,23 +326,92 @@ def ingest(
             print(f"{path}: interrupted: nothing from it was stored{done}", file=sys.stderr)
             raise typer.Exit(130) from None
         if as_json:
-            print(json.dumps(rep.to_dict(), ensure_ascii=False))
-            continue
-        size = rep.bytes / 1e6
-        rate = f" in {rep.elapsed:.1f} s ({rep.accepted / max(rep.elapsed, 1e-9):,.0f} rows/s, " \
-               f"{size / max(rep.elapsed, 1e-9):,.1f} MB/s)" if rep.elapsed else ""
-        print(f"{path}: {rep.summary()}{rate}")
-        for name, counts in sorted(rep.tables.items()):
-            extra = f" (unknown columns kept in AdditionalFields: " \
-                    f"{', '.join(counts.overflow)})" if counts.overflow else ""
-            print(f"  {name}: {counts.accepted:,} accepted, {counts.rejected:,} rejected, "
-                  f"{counts.duplicates:,} duplicates{extra}")
-        for r in rep.rejections[:show]:
-            print(f"  rejected {r}")
-        if rep.rejected > show:
-            print(f"  ... and {rep.rejected - show:,} more rejected records (see --json)")
+            print(json.dumps(out, ensure_ascii=False))
+        else:
+            _print_ingest_report(path, out, time.perf_counter() - t0, show)
     if failed:
         raise typer.Exit(1)
+
+
+def _print_ingest_report(path: Path, rep: dict[str, Any], elapsed: float, show: int) -> None:
+    """A batch's report (``IngestReport.to_dict()``, local or from the server) for people."""
+    if rep["duplicate_batch"]:
+        summary = f"batch {rep['batch_id']} was already committed: nothing written"
+    else:
+        summary = f"{rep['accepted']:,} accepted, {rep['rejected']:,} rejected" + (
+            f", {rep['duplicates']:,} duplicates skipped" if rep["duplicates"] else "")
+    size = path.stat().st_size / 1e6
+    print(f"{path}: {summary} in {elapsed:.1f} s ({rep['accepted'] / max(elapsed, 1e-9):,.0f} "
+          f"rows/s, {size / max(elapsed, 1e-9):,.1f} MB/s)")
+    for name, counts in sorted(rep["tables"].items()):
+        extra = f" (unknown columns kept in AdditionalFields: " \
+                f"{', '.join(counts['overflow'])})" if counts["overflow"] else ""
+        print(f"  {name}: {counts['accepted']:,} accepted, {counts['rejected']:,} rejected, "
+              f"{counts['duplicates']:,} duplicates{extra}")
+    for r in rep["rejections"][:show]:
+        item = f", record {r['record']}" if r.get("record") else ""
+        print(f"  rejected {path}: line {r['line']}{item}: {r['reason']}")
+    if rep["rejected"] > show:
+        print(f"  ... and {rep['rejected'] - show:,} more rejected records (see --json)")
+
+
+def _pusher(server: str, tenant: str, client_id: str | None, client_secret: str | None
+            ) -> Callable[[Path, str | None, str | None, str | None, str], dict[str, Any]]:
+    """A function sending one file to the server's POST /api/ingest (a token got once)."""
+    import httpx
+
+    if not client_id or not client_secret:
+        report_error(HuntsmanError("--server needs an app's --client-id and --client-secret "
+                                   "(or HUNTSMAN_CLIENT_ID and HUNTSMAN_CLIENT_SECRET)"))
+        raise typer.Exit(2)
+    base = server.rstrip("/")
+    # a tenant named on the command line must be the app's (the token endpoint checks it)
+    token_url = f"{base}/oauth2/token" if tenant == "default" else f"{base}/{tenant}/oauth2/token"
+    try:
+        r = httpx.post(token_url, data={"grant_type": "client_credentials",
+                                        "client_id": client_id, "client_secret": client_secret},
+                       timeout=30)
+    except httpx.HTTPError as e:
+        report_error(HuntsmanError(f"cannot reach the server at {base}: {e}"))
+        raise typer.Exit(1) from None
+    if r.status_code != 200:
+        body = _json_or_text(r)
+        why = body.get("error_description") or body.get("error") if isinstance(body, dict) \
+            else body
+        report_error(HuntsmanError(f"the server refused the app's credentials "
+                                   f"({r.status_code}): {why}"))
+        raise typer.Exit(1)
+    headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    def push(path: Path, table: str | None, fmt: str | None, batch: str | None,
+             on_error: str) -> dict[str, Any]:
+        if not path.is_file():
+            raise IngestError(f"no such file: {path}")
+        params = {k: v for k, v in {"table": table, "format": fmt, "batch_id": batch,
+                                    "on_error": on_error}.items() if v is not None}
+        try:
+            with path.open("rb") as body:
+                resp = httpx.post(f"{base}/api/ingest", params=params, content=body,
+                                  headers=headers, timeout=None)
+        except httpx.HTTPError as e:
+            raise IngestError(f"sending {path} to {base} failed: {e}") from None
+        if resp.status_code != 200:
+            body = _json_or_text(resp)
+            msg = body.get("error", {}).get("message") if isinstance(body, dict) else body
+            if not str(msg).startswith("nothing was stored"):
+                msg = f"the server refused it ({resp.status_code}): {msg}"
+            raise IngestError(str(msg), None, str(path))
+        out: dict[str, Any] = resp.json()
+        return out
+
+    return push
+
+
+def _json_or_text(r: Any) -> Any:
+    try:
+        return r.json()
+    except ValueError:
+        return r.text[:500]
 
 
 @app.command()

@@ -268,3 +268,42 @@ def test_files_pushed_to_the_running_server(served: tuple[Server, dict[str, str]
         r = c.post(RUN, json={"Query": "DeviceNetworkEvents | where DeviceName startswith "
                               "'pushed-host' | summarize n = count(), ports = dcount(RemotePort)"})
         assert r.json()["Results"] == [{"n": 30, "ports": 1}]
+
+
+def test_huntsman_ingest_to_the_running_server(served: tuple[Server, dict[str, str]],
+                                              tmp_path: Path) -> None:
+    server, h = served
+    creds = json.loads((server.log.parent / "demo-credentials.json").read_text())
+    now = datetime.now(UTC)
+    good = tmp_path / "DeviceLogonEvents.ndjson"
+    good.write_text("".join(json.dumps({
+        "Timestamp": (now - timedelta(minutes=i)).isoformat(), "DeviceId": "cli-pushed",
+        "DeviceName": "cli-pushed.contoso.local", "ActionType": "LogonSuccess",
+        "LogonType": "Network", "ReportId": 700_000 + i}) + "\n" for i in range(12)))
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text('{"ReportId": "x"}\n')
+    base = [sys.executable, "-m", "huntsman.cli", "ingest", "--server", server.base]
+    env = {**os.environ, "HUNTSMAN_CLIENT_ID": creds["client_id"],
+           "HUNTSMAN_CLIENT_SECRET": creds["client_secret"]}
+    r = subprocess.run([*base, "--table", "DeviceLogonEvents", str(good)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"{good}: 12 accepted, 0 rejected")
+    with httpx.Client(base_url=server.base, headers=h, timeout=60) as c:
+        q = c.post(RUN, json={"Query": "DeviceLogonEvents | where DeviceId == 'cli-pushed' "
+                              "| count"})
+        assert q.json()["Results"] == [{"Count": 12}]
+    r = subprocess.run([*base, "--table", "DeviceLogonEvents", "--on-error", "fail", str(bad)],
+                       env=env, capture_output=True, text=True, timeout=120)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and said.startswith("error: nothing was stored: column 'ReportId'")
+    assert said.endswith(f"'x' is not a whole number (record 1) in {bad}")
+    wrong = {**env, "HUNTSMAN_CLIENT_SECRET": "nope"}
+    r = subprocess.run([*base, str(good)], env=wrong, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1 and "refused the app's credentials (401)" in " ".join(
+        r.stderr.split())
+    r = subprocess.run([sys.executable, "-m", "huntsman.cli", "ingest", "--server",
+                        f"http://127.0.0.1:{_free_port()}", str(good)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "cannot reach the server" in " ".join(r.stderr.split())
