@@ -158,7 +158,7 @@ def bench_ingest(rows: int, reps: int, work: Path) -> list[dict[str, Any]]:
         print(f"(input files written in {time.perf_counter() - t0:.1f} s)")
     out = []
     runs = [(kind, path, True) for kind, path in files.items()]
-    runs += [(f"{kind} (py)", files[kind], False) for kind in ("ndjson", "ndjson.gz")]
+    runs += [(f"{kind} (py)", files[kind], False) for kind in ("ndjson", "ndjson.gz", "export")]
     for kind, path, scan in runs:
         export = kind == "export"
         size = path.stat().st_size

@@ -141,6 +141,43 @@ def text_select(name: str, gzip: bool, columns: Sequence[tuple[str, str]]) -> st
     return _checked(source, raws, fields, columns)
 
 
+def export_select(name: str, gzip: bool, category: str, columns: Sequence[tuple[str, str]]
+                  ) -> str:
+    """The records of a streaming-export file of envelopes (``{"records": [...]}``, one per
+    line) whose ``category`` is ``category``, their ``properties`` coerced to ``columns``.
+
+    DuckDB's JSON reader types nested records slowly, so the lines are read as text and each
+    envelope parsed once into its records' category and properties (JSON), and those once more.
+    A line that is no envelope, a record of another category, properties that are no object
+    and the key checks of :func:`coerce_sql` (unknown or repeated keys: a key count that is
+    not the count of columns found, then the exact check) fail the statement."""
+    fields, struct, raws = json_column_rules(columns)
+    names = {c for c, _ in columns}
+    known = "[" + ", ".join(_sql_str(k) for k in fields if k in names or ALIASES.get(k) in names)
+    known += "]"
+    envelope = _sql_str('{"records": [{"category": "VARCHAR", "properties": "JSON"}]}')
+    lines = (f"read_csv({_sql_str(name)}, columns = {{'line': 'VARCHAR'}}, delim = '\x01', "
+             f"quote = '', escape = '', header = false, auto_detect = false, "
+             f"max_line_size = 67108864, {_compression(gzip)})")
+    envelopes = (f"SELECT CASE WHEN e.records IS NULL AND trim(line) <> '' THEN "
+                 f"error('a line is no envelope') END AS bad, e.records AS records FROM "
+                 f"(SELECT line, json_transform(line, {envelope}) AS e FROM {lines})")
+    records = (f"SELECT bad, r.category AS category, CAST(r.properties AS VARCHAR) AS p FROM "
+               f"(SELECT bad, unnest(records) AS r FROM ({envelopes}))")
+    present = " + ".join(f"(s.{_qi(c)} IS NOT NULL)::INTEGER" for c in fields)
+    source = (f"SELECT __n, s.*, CASE WHEN bad IS NOT NULL THEN 'envelope' "
+              f"WHEN category IS DISTINCT FROM {_sql_str(category)} THEN 'category' "
+              f"WHEN s IS NULL OR NOT starts_with(p, '{{') THEN 'properties' "
+              f"WHEN len(k) <> {present} AND NOT (list_has_all({known}, k) "
+              f"AND len(k) = len(list_distinct(k))) THEN 'keys' END AS __pre FROM "
+              f"(SELECT 0 AS __n, bad, category, p, json_keys(p) AS k, "
+              f"json_transform(p, {struct}) AS s FROM ({records}))")
+    coerced = _two_level(f"({source}) AS s", raws, "__pre")
+    out = ", ".join(_qi(c) for c, _ in columns)
+    return (f"SELECT {out} FROM ({coerced}) WHERE CASE WHEN __err IS NULL THEN true ELSE "
+            f"error('a record needs the exact rules: ' || __err) END")
+
+
 def key_lists_sql(name: str, gzip: bool) -> str:
     """The distinct key lists of the file's records (each with its count)."""
     return (f"SELECT any_value(k), count(*) FROM (SELECT json_keys(json) AS k FROM "

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from huntsman.backends.base import Backend, BatchWriter, SelectFailed
+from huntsman.backends.base import Backend, BatchCommit, BatchWriter, SelectFailed
 from huntsman.errors import IngestError
 from huntsman.store import fastjson, formats
 from huntsman.store.coerce import (
@@ -317,18 +317,9 @@ class Ingestion:
             with writer.readable(scan.path) as name:
                 if name is None:
                     return "unread"
-                # the reader's own types when it finds plain ones (it then checks every
-                # key); else every key as text, the key lists looked at in a pass of their own
-                scanned = [(str(k), str(t)) for k, t, *_ in writer.select(
-                    f"DESCRIBE {fastjson.scan_sql(name, scan.gzip)}")]
-                if fastjson.unknown_keys(scanned, columns):
-                    return "unread"
-                sql = fastjson.typed_select(name, scan.gzip, scanned, columns)
+                sql = self._scan_sql(writer, scan, name, columns)
                 if sql is None:
-                    if not fastjson.keys_known(
-                            writer.select(fastjson.key_lists_sql(name, scan.gzip)), columns):
-                        return "unread"
-                    sql = fastjson.text_select(name, scan.gzip, columns)
+                    return "unread"
                 writer.insert_select(scan.table, sql, event_key(columns))
                 commit = writer.commit()
         except SelectFailed:
@@ -337,6 +328,29 @@ class Ingestion:
         except BaseException:
             writer.rollback()
             raise
+        return self._scanned(commit, scan)
+
+    @staticmethod
+    def _scan_sql(writer: BatchWriter, scan: ScanFile, name: str,
+                  columns: list[tuple[str, str]]) -> str | None:
+        """The SELECT reading the file ``name`` coerced (None: it needs the exact way)."""
+        if scan.category is not None:
+            return fastjson.export_select(name, scan.gzip, scan.category, columns)
+        # the reader's own types when it finds plain ones (it then checks every key); else
+        # every key as text, the key lists looked at in a pass of their own
+        scanned = [(str(k), str(t)) for k, t, *_ in writer.select(
+            f"DESCRIBE {fastjson.scan_sql(name, scan.gzip)}")]
+        if fastjson.unknown_keys(scanned, columns):
+            return None
+        sql = fastjson.typed_select(name, scan.gzip, scanned, columns)
+        if sql is not None:
+            return sql
+        if not fastjson.keys_known(writer.select(fastjson.key_lists_sql(name, scan.gzip)),
+                                   columns):
+            return None
+        return fastjson.text_select(name, scan.gzip, columns)
+
+    def _scanned(self, commit: BatchCommit, scan: ScanFile) -> Literal["committed"]:
         counts = self.report.counts(scan.table)
         counts.accepted += commit.inserted.get(scan.table, 0)
         counts.duplicates += commit.duplicates.get(scan.table, 0)
@@ -578,26 +592,44 @@ def export_chunks(path: Path, table: str | None, engine: Coercer, one_per_line: 
 
 @dataclass(frozen=True)
 class ScanFile:
-    """An NDJSON file the engine may read itself (:meth:`Ingestion.scan`)."""
+    """A file the engine may read itself (:meth:`Ingestion.scan`): NDJSON records of
+    ``table``, or (``category`` set) streaming-export envelopes, one per line, whose first
+    record is of that category (``table``'s)."""
 
     path: Path
     table: str
     gzip: bool
+    category: str | None = None
 
 
 def scan_file(backend: Backend, table: str | None, data: Any, fmt: str | None
               ) -> ScanFile | None:
-    """``data`` as a file for the engine's own JSON reader, if it is one it can take."""
+    """``data`` as a file for the engine's own reader, if it is one it can take."""
     if backend.dialect != "duckdb" or not isinstance(data, (str, Path)):
         return None
     path = Path(data)
-    if not path.is_file() or (fmt or formats.detect_format(path)) != "ndjson":
+    if not path.is_file():
+        return None
+    kind = fmt or formats.detect_format(path)
+    category = None
+    if kind == "export":
+        with formats.open_binary(path) as f:
+            first = f.readline()
+        try:
+            category = json.loads(first)["records"][0]["category"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return None  # a record per line, one document, or no records: read in Python
+        found = formats.table_from_category(category)
+        if found is None or (table is not None and found != table):
+            return None
+        table = found
+    elif kind != "ndjson":
         return None
     table = table or table_from_name(path, backend)
     if table is None or table not in backend.tables():
         return None
     with path.open("rb") as f:
-        return ScanFile(path, table, f.read(2) == b"\x1f\x8b")
+        return ScanFile(path, table, f.read(2) == b"\x1f\x8b", category)
 
 
 def ingest(backend: Backend, table: str | None, data: Any, *, fmt: str | None = None,

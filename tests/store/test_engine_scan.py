@@ -335,3 +335,78 @@ def test_commit_listeners_get_the_rows_the_engine_stored(tmp_path: Path) -> None
     assert sorted(seen[1].column("ReportId").to_pylist()) == [6, 7, 8, 9]
     assert seen[1].column("D").to_pylist()[0].startswith('{"k":')
     assert seen[1].column("G").to_pylist()[0] == "6f1e0c4b-6c1a-4f7e-9f57-3d2f9b7e8a10"
+
+
+# ---------------------------------------------------------------- streaming-export envelopes
+
+def export_file(path: Path, records: list[dict[str, Any]], per_line: int = 7,
+                category: str = "AdvancedHunting-T", raw: list[str] | None = None) -> Path:
+    lines = [json.dumps({"records": [{"time": "2024-01-15T10:00:00Z", "tenantId": "t",
+                                      "operationName": "Publish", "category": category,
+                                      "properties": r} for r in records[i:i + per_line]]})
+             for i in range(0, len(records), per_line)]
+    path.write_text("\n".join(lines + (raw or [])) + "\n")
+    return path
+
+
+def agree_export(path: Path, on_error: str = "skip") -> dict[str, Any]:
+    """The export read by the engine and in Python: the same outcome."""
+    outcomes = []
+    for scan in (True, False):
+        db = fresh()
+        try:
+            rep = ingest_module.ingest(db.backend, None, path, on_error=on_error,  # type: ignore[arg-type]
+                                       scan=scan)
+        except huntsman.IngestError as e:
+            outcomes.append(("IngestError", str(e)))
+            continue
+        outcomes.append({"accepted": rep.accepted, "rejected": rep.rejected,
+                         "duplicates": rep.duplicates, "rows": stored(db),
+                         "rejections": [(r.line, r.item, r.reason) for r in rep.rejections],
+                         "scanned": rep.engine_read})
+    scanned = outcomes[0].pop("scanned", None) if isinstance(outcomes[0], dict) else None
+    if isinstance(outcomes[1], dict):
+        assert outcomes[1].pop("scanned") is False
+    assert outcomes[0] == outcomes[1]
+    if isinstance(outcomes[0], dict):
+        outcomes[0]["scanned"] = scanned
+    return outcomes[0]  # type: ignore[no-any-return]
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(records=files(), per_line=st.integers(1, 9))
+def test_export_envelopes_read_by_the_engine_as_in_python(tmp_path: Path,
+                                                          records: list[dict[str, Any]],
+                                                          per_line: int) -> None:
+    agree_export(export_file(tmp_path / "export.json", records, per_line))
+
+
+def test_a_clean_export_is_read_by_the_engine(tmp_path: Path) -> None:
+    recs = [{"Timestamp": f"2024-01-15T10:00:{i % 60:02d}.1234565Z", "DeviceId": f"d{i % 7}",
+             "ReportId": i, "N": i, "D": {"k": [i]}, "AdditionalFields": {"a": i}}
+            for i in range(300)]
+    out = agree_export(export_file(tmp_path / "export.json", recs, 100))
+    assert out["scanned"] is True and out["accepted"] == 300
+    gz = tmp_path / "export.json.gz"
+    gz.write_bytes(gzip.compress((tmp_path / "export.json").read_bytes()))
+    out = agree_export(gz)
+    assert out["scanned"] is True and out["accepted"] == 300
+
+
+@pytest.mark.parametrize("extra", [
+    ['{"time": "x", "category": "AdvancedHunting-T", "properties": {"DeviceId": "bare"}}'],
+    [json.dumps({"records": [{"category": "AdvancedHunting-DeviceEvents",
+                              "properties": {"DeviceId": "other table"}}]})],
+    [json.dumps({"records": [{"category": "AdvancedHunting-T", "properties": "text"}]})],
+    [json.dumps({"records": [{"category": "AdvancedHunting-T",
+                              "properties": {"DeviceId": "x", "Bogus": 1}}]})],
+    [json.dumps({"records": [{"category": "AdvancedHunting-T",
+                              "properties": {"DeviceId": "x", "N": "seven"}}]})],
+    ["{broken"],
+])
+def test_exports_the_engine_leaves_to_python(tmp_path: Path, extra: list[str]) -> None:
+    recs = [{"DeviceId": f"d{i}", "N": i} for i in range(20)]
+    out = agree_export(export_file(tmp_path / "export.json", recs, 5, raw=extra))
+    assert out["scanned"] is False
+
