@@ -40,7 +40,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="huntsman: threat hunting with KQL on your own machines.")
 app.add_typer(admin_app, name="admin")
 app.add_typer(rules_app, name="rules")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # (a path is never broken across lines)
 
 
 class Format(StrEnum):

@@ -44,7 +44,7 @@ admin_app.add_typer(user_app, name="user")
 admin_app.add_typer(apps_app, name="app")
 
 out = Console(highlight=False, markup=False)   # names are printed as they are
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _actor() -> str:
