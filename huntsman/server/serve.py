@@ -109,7 +109,9 @@ def banner(base: str, creds: dict[str, str] | None, creds_path: Path | None,
           f"      -d '{{\"Query\": \"DeviceProcessEvents | summarize count() by FileName "
           f"| top 5 by count_\"}}'", file=out)
     print(f"  curl -s '{base}/api/incidents?$top=5' -H \"Authorization: Bearer $TOKEN\"   "
-          f"# the built-in rules' incidents", file=out, flush=True)
+          f"# the built-in rules' incidents", file=out)
+    print(f"  curl -s -X POST '{base}/api/ingest?table=DeviceProcessEvents' -H \"Authorization: "
+          f"Bearer $TOKEN\" --data-binary @events.ndjson   # push telemetry", file=out, flush=True)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, data_dir: Path | None = None,
