@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import threading
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,9 @@ class Store:
             for p in (path, path.with_name(path.name + ".wal")):
                 if p.exists():
                     p.unlink()
+            # its spill files and ingest spool (see DuckDBBackend)
+            for d in (path.parent / ".tmp" / path.stem, path.parent / ".tmp" / f"{path.stem}-ingest"):
+                shutil.rmtree(d, ignore_errors=True)
 
     def open_tenants(self) -> list[Database]:
         """Every tenant's database (opening them)."""

@@ -36,8 +36,11 @@ def test_tenant_lifecycle_and_isolation(tmp_path: Path) -> None:
     assert (tmp_path / "tenant-a.duckdb").is_file()
     with pytest.raises(HuntsmanError, match="already exists"):
         store.create_tenant("tenant-a")
+    assert (tmp_path / ".tmp" / "tenant-a-ingest").is_dir()  # the engine's ingest spool
     store.delete_tenant("tenant-a")
     assert store.tenants() == ["tenant-b"] and not (tmp_path / "tenant-a.duckdb").exists()
+    assert not (tmp_path / ".tmp" / "tenant-a-ingest").exists()
+    assert not (tmp_path / ".tmp" / "tenant-a").exists()
     assert store.tenant("tenant-a").query("DeviceLogonEvents | count").rows == [(0,)]
     with pytest.raises(HuntsmanError, match="no tenant 'nope'"):
         store.tenant("nope", create=False)
