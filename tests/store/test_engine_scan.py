@@ -410,3 +410,26 @@ def test_exports_the_engine_leaves_to_python(tmp_path: Path, extra: list[str]) -
     out = agree_export(export_file(tmp_path / "export.json", recs, 5, raw=extra))
     assert out["scanned"] is False
 
+
+
+def test_blank_lines_in_an_export(tmp_path: Path) -> None:
+    recs = [{"DeviceId": f"d{i}", "N": i} for i in range(30)]
+    path = export_file(tmp_path / "export.json", recs, 10)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0], "", lines[1], "", "", lines[2]]) + "\n\n")
+    out = agree_export(path)
+    assert out["scanned"] is True and out["accepted"] == 30
+    path.write_text("\n".join([lines[0], "   ", lines[1], lines[2]]) + "\n")
+    assert agree_export(path)["accepted"] == 30
+
+
+def test_an_engine_message_cut_inside_a_character(tmp_path: Path) -> None:
+    """DuckDB quotes the first 50 bytes of a record it fails on; cut inside a multibyte
+    character, its message is not UTF-8 (Python's client raises UnicodeDecodeError): that is
+    still just a file for the exact way, never a crash."""
+    for k in range(30, 50):
+        path = tmp_path / f"u{k}.ndjson"
+        name = "a" * k + "é" * 10
+        path.write_text('{"DeviceId": "x", "N": 1}\n' + '{"DeviceId":"%s","N":1,"N":2}\n' % name)
+        out, _ = run(path, "scan")
+        assert out["scanned"] is False and out["accepted"] == 2, (k, out)

@@ -643,6 +643,8 @@ def _failing_as_select() -> Iterator[None]:
         raise KeyboardInterrupt from None
     except duckdb.Error as e:
         raise SelectFailed(str(e)) from None
+    except UnicodeDecodeError:  # an error message quoting input cut inside a character
+        raise SelectFailed("the engine failed on the input (its message was not UTF-8)") from None
     except RuntimeError as e:
         if "interrupted" in str(e).lower():
             raise KeyboardInterrupt from None
