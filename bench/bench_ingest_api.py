@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,16 +23,11 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_server import start_server  # noqa: E402
 from bench_store import TABLE, process_rows, write_files  # noqa: E402
 
 from huntsman.state import State  # noqa: E402
 from huntsman.store import Store  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def library(path: Path, work: Path) -> float:
@@ -71,23 +64,8 @@ def main() -> None:
         info, secret = state.create_app(t, "collector", ["responder"])
         creds[t] = (info.client_id, secret)
     state.close()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = (work / "api-server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "huntsman.cli", "serve", "--port", str(port),
-                             "--data-dir", str(data), "--demo", "--max-ingest-bytes",
-                             str(2 << 30)], stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc, base = start_server(data, "--demo", "--max-ingest-bytes", str(2 << 30))
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(base + "/api/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.5)
         print(f"huntsman ingest API benchmark — {args.rows:,} {TABLE} rows per file, best of "
               f"{args.reps}, load average {os.getloadavg()[0]:.1f}")
         print(f"{'file':<10} {'MB':>7} {'API s':>7} {'rows/s':>10} {'library s':>10} "

@@ -72,6 +72,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def start_server(data_dir: Path, *args: str, log_name: str = "server.log",
+                 timeout: float = 300) -> tuple[subprocess.Popen[bytes], str]:
+    """``huntsman serve`` over ``data_dir`` on a free port, once it answers: (process, base
+    URL); its output goes to ``<data_dir>/<log_name>``."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = (data_dir / log_name).open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "huntsman.cli", "serve", "--port", str(port),
+                             "--data-dir", str(data_dir), *args], stdout=log,
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(base + "/api/v1/health", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            raise SystemExit(f"server did not start; see {data_dir / log_name}")
+        time.sleep(0.2)
+
+
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -110,23 +133,8 @@ def main() -> None:
     print(f"demo tenant ({args.devices} devices, {args.days} days) ready in "
           f"{time.perf_counter() - t0:.1f} s ({data_dir})")
     engine_p50 = engine_only(data_dir, args.seconds, args.clients)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = (data_dir / "server.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "huntsman.cli", "serve", "--port", str(port),
-                             "--data-dir", str(data_dir), "--demo"], stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc, base = start_server(data_dir, "--demo")
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(base + "/api/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit("server did not start; see " + str(data_dir / "server.log"))
-            time.sleep(0.2)
         token = httpx.post(base + "/oauth2/token", data={
             "grant_type": "client_credentials", "client_id": creds["client_id"],
             "client_secret": creds["client_secret"]}).json()["access_token"]
@@ -145,7 +153,6 @@ def main() -> None:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
-        log.close()
 
 
 def engine_only(data_dir: Path, seconds: float, clients: int) -> float:

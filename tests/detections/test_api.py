@@ -3,7 +3,7 @@ a real DuckDB store and SQLite state)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,38 +15,14 @@ from huntsman.server.settings import ServerSettings
 from huntsman.state import State
 from huntsman.store import Store
 from tests.detections.conftest import EVIL, TENANT, proc
-
-Auth = Callable[[str], dict[str, str]]
+from tests.server.conftest import Auth, api_server
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[TestClient, Auth, Store]]:
-    store, state = Store(tmp_path), State(data_dir=tmp_path)
-    state.create_tenant(TENANT)
-    state.create_tenant("other")
-    apps = {}
-    for name, tenant, role in (("viewer", TENANT, "viewer"), ("analyst", TENANT, "analyst"),
-                               ("other", "other", "admin")):
-        apps[name] = state.create_app(tenant, name, [role])
-    client = TestClient(create_app(ServerSettings(data_dir=tmp_path, store=store, state=state,
-                                                  cookie_secure=False)))
-    tokens: dict[str, str] = {}
-
-    def auth(who: str) -> dict[str, str]:
-        if who not in tokens:
-            info, secret = apps[who]
-            r = client.post("/oauth2/token", data={"grant_type": "client_credentials",
-                                                   "client_id": info.client_id,
-                                                   "client_secret": secret})
-            tokens[who] = r.json()["access_token"]
-        return {"Authorization": f"Bearer {tokens[who]}"}
-
-    yield client, auth, store
-    detections = getattr(client.app.state, "detections", None)
-    if detections is not None:
-        detections.close()
-    store.close()
-    state.close()
+    with api_server(tmp_path, [("viewer", TENANT, "viewer"), ("analyst", TENANT, "analyst"),
+                               ("other", "other", "admin")]) as (client, auth, store, _):
+        yield client, auth, store
 
 
 def test_rule_lifecycle(server: tuple[TestClient, Auth, Store]) -> None:

@@ -7,10 +7,12 @@ bearer token through ``/oauth2/token``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -64,6 +66,43 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     yield e
     store.close()
     state.close()
+
+
+Auth = Callable[[str], dict[str, str]]
+"""App name → the Authorization header of a token of that app."""
+
+
+@contextmanager
+def api_server(data_dir: Path, apps: Iterable[tuple[str, str, str]], **settings: Any
+               ) -> Iterator[tuple[TestClient, Auth, Store, State]]:
+    """A fresh in-process server over its own store and state in ``data_dir``, with the
+    tenants and app registrations ``apps`` ((name, tenant, role), each app's name its key for
+    ``auth``); its lifespan (scheduler, continuous rules) runs while the block does."""
+    store, state = Store(data_dir), State(data_dir=data_dir)
+    registered = {}
+    for name, tenant, role in apps:
+        if tenant not in {t.name for t in state.list_tenants()}:
+            state.create_tenant(tenant)
+        registered[name] = state.create_app(tenant, name, [role])
+    client = TestClient(create_app(ServerSettings(data_dir=data_dir, store=store, state=state,
+                                                  cookie_secure=False, **settings)))
+    tokens: dict[str, str] = {}
+
+    def auth(who: str) -> dict[str, str]:
+        if who not in tokens:
+            info, secret = registered[who]
+            r = client.post("/oauth2/token", data={"grant_type": "client_credentials",
+                                                   "client_id": info.client_id,
+                                                   "client_secret": secret})
+            tokens[who] = r.json()["access_token"]
+        return {"Authorization": f"Bearer {tokens[who]}"}
+
+    try:
+        with client:
+            yield client, auth, store, state
+    finally:
+        store.close()
+        state.close()
 
 
 def make_app(env: Env, **kw: object) -> TestClient:

@@ -7,7 +7,7 @@ import csv
 import gzip
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,45 +15,21 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from huntsman.server.app import create_app
-from huntsman.server.settings import ServerSettings
 from huntsman.state import State
 from huntsman.store import Store
 from tests.detections.conftest import EVIL
+from tests.server.conftest import Auth, api_server
 
 TENANT = "contoso"
 RUN = "/api/advancedqueries/run"
-Auth = Callable[[str], dict[str, str]]
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[TestClient, Auth, Store, State]]:
-    store, state = Store(tmp_path), State(data_dir=tmp_path)
-    state.create_tenant(TENANT)
-    state.create_tenant("other")
-    apps = {}
-    for name, tenant, role in (("viewer", TENANT, "viewer"), ("analyst", TENANT, "analyst"),
-                               ("collector", TENANT, "responder"),
-                               ("other", "other", "admin")):
-        apps[name] = state.create_app(tenant, name, [role])
-    client = TestClient(create_app(ServerSettings(data_dir=tmp_path, store=store, state=state,
-                                                  cookie_secure=False,
-                                                  max_ingest_bytes=200_000)))
-    tokens: dict[str, str] = {}
-
-    def auth(who: str) -> dict[str, str]:
-        if who not in tokens:
-            info, secret = apps[who]
-            r = client.post("/oauth2/token", data={"grant_type": "client_credentials",
-                                                   "client_id": info.client_id,
-                                                   "client_secret": secret})
-            tokens[who] = r.json()["access_token"]
-        return {"Authorization": f"Bearer {tokens[who]}"}
-
-    with client:
-        yield client, auth, store, state
-    store.close()
-    state.close()
+    with api_server(tmp_path, [("viewer", TENANT, "viewer"), ("analyst", TENANT, "analyst"),
+                               ("collector", TENANT, "responder"), ("other", "other", "admin")],
+                    max_ingest_bytes=200_000) as found:
+        yield found
 
 
 def events(n: int, start: int = 1, **extra: Any) -> list[dict[str, Any]]:
