@@ -402,6 +402,7 @@ def _pusher(server: str, tenant: str, client_id: str | None, client_secret: str 
                 msg = f"the server refused it ({resp.status_code}): {msg}"
             raise IngestError(str(msg), None, str(path))
         out: dict[str, Any] = resp.json()
+        out["source"] = str(path)  # (the server calls every body "upload")
         return out
 
     return push
