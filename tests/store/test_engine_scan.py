@@ -434,3 +434,15 @@ def test_an_engine_message_cut_inside_a_character(tmp_path: Path) -> None:
         path.write_text('{"DeviceId": "x", "N": 1}\n' + repeated)
         out, _ = run(path, "scan")
         assert out["scanned"] is False and out["accepted"] == 2, (k, out)
+
+
+def test_an_envelope_line_longer_than_the_engine_reads(tmp_path: Path) -> None:
+    """Lines past EXPORT_LINE_BYTES fail the engine's read: the file goes the Python way."""
+    from huntsman.store.fastjson import EXPORT_LINE_BYTES
+    big = "x" * 2000
+    n = EXPORT_LINE_BYTES // 2000 + 10
+    recs = [{"DeviceId": f"d{i}", "AdditionalFields": big} for i in range(n)]
+    path = export_file(tmp_path / "export.json", recs, per_line=n)
+    assert path.stat().st_size > EXPORT_LINE_BYTES
+    out = agree_export(path)
+    assert out["scanned"] is False and out["accepted"] == n
