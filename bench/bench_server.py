@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -93,6 +94,17 @@ def start_server(data_dir: Path, *args: str, log_name: str = "server.log",
             proc.kill()
             raise SystemExit(f"server did not start; see {data_dir / log_name}")
         time.sleep(0.2)
+
+
+def run_threads(target: Callable[[int], object], n: int) -> float:
+    """``target(k)`` on ``n`` threads at once; the seconds until the last one ended."""
+    threads = [threading.Thread(target=target, args=(k,)) for k in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:
@@ -183,13 +195,7 @@ def engine_only(data_dir: Path, seconds: float, clients: int) -> float:
             with lock:
                 samples.append(took)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = run_threads(worker, clients)
     store.close()
     print(f"\nengine alone, {clients} threads for {seconds:g} s: {len(samples)} queries, "
           f"{len(samples) / wall:.1f} queries/s, p50 {pct(samples, 50) * 1000:.1f} ms, "
@@ -224,13 +230,7 @@ def load(base: str, headers: dict[str, str], seconds: float, clients: int,
                 with lock:
                     samples.append((name, took, engine, server))
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
+    wall = run_threads(client, clients)
     e2e = [s[1] for s in samples]
     engine = [s[2] for s in samples]
     server = [s[3] for s in samples]
