@@ -7,11 +7,11 @@ row or as an earlier row of the same batch are dropped and counted as duplicates
 Validation is vectorized; only the records it cannot accept are looked at one by one, to
 accept a rarer form or to say exactly why not.
 
-An NDJSON file is first offered to the engine, which reads, coerces and inserts it in one
-statement (:meth:`Ingestion.scan`); a file it cannot read, or with a record that needs the
-exact rules, goes the way every other input goes, where three stages overlap: a thread reads
-and splits the file, the calling thread coerces chunks (DuckDB on every core), and an
-:class:`Inserter` thread writes the coerced parts.
+An NDJSON or streaming-export file is first offered to the engine, which reads, coerces and
+inserts it in one statement (:meth:`Ingestion.scan`); a file it cannot read, or with a record
+that needs the exact rules, goes the way every other input goes, where three stages overlap:
+a thread reads and splits the file, the calling thread coerces chunks (DuckDB on every core),
+and an :class:`Inserter` thread writes the coerced parts.
 
 With ``on_error="fail"`` the first bad record raises :class:`IngestError` (with its line)
 and nothing is written; with ``"skip"`` the good records are stored and the report lists
@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from huntsman.backends.base import Backend, BatchCommit, BatchWriter, SelectFailed
+from huntsman.backends.base import Backend, BatchWriter, SelectFailed
 from huntsman.errors import IngestError
 from huntsman.store import fastjson, formats
 from huntsman.store.coerce import (
@@ -328,7 +328,11 @@ class Ingestion:
         except BaseException:
             writer.rollback()
             raise
-        return self._scanned(commit, scan)
+        counts = self.report.counts(scan.table)
+        counts.accepted += commit.inserted.get(scan.table, 0)
+        counts.duplicates += commit.duplicates.get(scan.table, 0)
+        self.report.engine_read = True
+        return "committed"
 
     @staticmethod
     def _scan_sql(writer: BatchWriter, scan: ScanFile, name: str,
@@ -349,13 +353,6 @@ class Ingestion:
                                    columns):
             return None
         return fastjson.text_select(name, scan.gzip, columns)
-
-    def _scanned(self, commit: BatchCommit, scan: ScanFile) -> Literal["committed"]:
-        counts = self.report.counts(scan.table)
-        counts.accepted += commit.inserted.get(scan.table, 0)
-        counts.duplicates += commit.duplicates.get(scan.table, 0)
-        self.report.engine_read = True
-        return "committed"
 
     def columns(self, table: str) -> list[tuple[str, str]]:
         cols = self.backend.tables().get(table)
