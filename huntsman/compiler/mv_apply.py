@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from sqlglot import exp
 
 from huntsman.compiler.expand import compile_mv_expand
-from huntsman.compiler.mv_apply_fast import try_fast
+from huntsman.compiler.mv_apply_fast import result_columns, try_fast
 from huntsman.compiler.scope import Col, Env, Rel
 from huntsman.kql import ast as A
 from huntsman.kql.functions.sql import alias, col
@@ -89,20 +89,7 @@ def compile_mv_apply(c: Compiler, rel: Rel, op: A.MvApply, env: Env) -> Rel:
         c.partition_col, c.partition_source = outer, outer_source
     if c.partition(sub) is None and rid.lower() not in sub.physical:
         raise c.unsupported("mv-apply: the subquery lost the record identity", op)
-    # result schema: the input columns not expanded in place, then the subquery's columns
-    applied = {ne.expr.name for ne, _ in op.columns
-               if not ne.names and isinstance(ne.expr, A.Name)}
-    result: list[tuple[str, Col, str]] = []  # (name, column, side)
-    for x in rel.cols:
-        if x.name not in applied:
-            result.append((x.name, x, "base"))
-    for x in sub.cols:
-        for i, (name, _, _) in enumerate(result):
-            if name == x.name:
-                result[i] = (x.name, x, "sub")
-                break
-        else:
-            result.append((x.name, x, "sub"))
+    result = result_columns(rel, op, list(sub.cols))
     need_base = any(side == "base" for _, _, side in result)
     S, B = "__sub", "__rec"
     otaken: set[str] = set()

@@ -455,19 +455,27 @@ def _check_outside(el: _Elems, e: exp.Expr) -> exp.Expr:
     return e
 
 
-def _emit(c: Compiler, rel: Rel, op: A.MvApply, cur: Rel, el: _Elems) -> Rel:
-    """The result: the record's columns not expanded in place, then the subquery's."""
+def result_columns(rel: Rel, op: A.MvApply, sub: list[Col]) -> list[tuple[str, Col, str]]:
+    """mv-apply's result schema, as Kusto.Language's binder gives it: (name, column, side
+    ``base`` or ``sub``) for the input columns not expanded in place, then the subquery's
+    (one of the subquery's replaces an input column of its name, in its place)."""
     applied = {ne.expr.name for ne, _ in op.columns
                if not ne.names and isinstance(ne.expr, A.Name)}
     result: list[tuple[str, Col, str]] = [(x.name, x, "base") for x in rel.cols
                                           if x.name not in applied]
-    for x in el.cols:
+    for x in sub:
         for i, (name, _, _) in enumerate(result):
             if name == x.name:
                 result[i] = (x.name, x, "sub")
                 break
         else:
             result.append((x.name, x, "sub"))
+    return result
+
+
+def _emit(c: Compiler, rel: Rel, op: A.MvApply, cur: Rel, el: _Elems) -> Rel:
+    """The result: the record's columns not expanded in place, then the subquery's."""
+    result = result_columns(rel, op, el.cols)
     fields = {f.lower() for f in el.fields}
     row = {x.sql: v for x, v in el.row} if el.row is not None else {}
     src = cur

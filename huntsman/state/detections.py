@@ -573,10 +573,7 @@ class DetectionStore:
     def get_alert(self, tenant: str, alert_id: str) -> AlertInfo:
         with self._session() as s:
             t = self._tenant(s, tenant)
-            a = s.scalar(select(AlertRecord).where(AlertRecord.tenant_id == t.id,
-                                                   AlertRecord.id == alert_id))
-            if a is None:
-                raise NotFoundError(f"no alert {alert_id!r} in tenant {tenant!r}")
+            a = self._alert_row(s, t, alert_id)
             return _alert(a, t.name)
 
     def list_alerts(self, tenant: str, *, where: Any = None, top: int | None = None,
@@ -606,10 +603,7 @@ class DetectionStore:
         """Change an alert's status, assignment, classification/determination; add a comment."""
         with self._session() as s:
             t = self._tenant(s, tenant)
-            a = s.scalar(select(AlertRecord).where(AlertRecord.tenant_id == t.id,
-                                                   AlertRecord.id == alert_id))
-            if a is None:
-                raise NotFoundError(f"no alert {alert_id!r} in tenant {tenant!r}")
+            a = self._alert_row(s, t, alert_id)
             now = utcnow()
             _apply_triage(a, status, ALERT_STATUSES, assigned_to, classification,
                           determination, now)
@@ -693,6 +687,13 @@ class DetectionStore:
         lasts = [r[2] or r[3] for r in rows]
         inc.first_activity = min(firsts)
         inc.last_activity = max(lasts)
+
+    def _alert_row(self, s: Session, t: Any, alert_id: str) -> AlertRecord:
+        a = s.scalar(select(AlertRecord).where(AlertRecord.tenant_id == t.id,
+                                               AlertRecord.id == alert_id))
+        if a is None:
+            raise NotFoundError(f"no alert {alert_id!r} in tenant {t.name!r}")
+        return a
 
     def _incident_row(self, s: Session, t: Any, incident_id: int) -> IncidentRecord:
         inc = s.scalar(select(IncidentRecord).where(IncidentRecord.tenant_id == t.id,
